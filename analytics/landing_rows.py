@@ -1,0 +1,209 @@
+"""Validation of landing-file rows: text cells in, typed good rows and quarantined rows out.
+
+The columns of each kind follow CONTRACT.md, "Landing files". Readers hand over every cell
+as text exactly as the file had it (undecodable bytes as lone surrogates), so that every
+rule, and every message, lives here.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analytics.identifiers import APP_ID, STUDENT_ID_MAX
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("usage", ("student_id", "app", "date", "minutes"), ("sessions",)),
+        Kind("assessments", ("student_id", "assessment_id", "date", "score")),
+        Kind("forecasts", ("student_id", "date", "score")),
+        Kind("score_averages", ("student_id", "school_year", "as_of", "score")),
+        Kind("students", ("student_id",), ("school_id", "grade")),
+    )
+}
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_SCHOOL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class HeaderError(ValueError):
+    """The header row does not fit the kind: the whole file is unreadable."""
+
+
+def check_header(kind: Kind, header: list[str]) -> tuple[list[str], list[str]]:
+    """Normalise a header row (trimmed, lower case) and check it against `kind`.
+
+    Returns (normalised names, extra names that will be ignored); raises HeaderError naming
+    what is missing or repeated.
+    """
+    names = [h.strip().lower() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1 and n})
+    if repeated:
+        raise HeaderError(f"header repeats column(s) {', '.join(repeated)}")
+    missing = [c for c in kind.required if c not in names]
+    if missing:
+        raise HeaderError(
+            f"missing required column(s) {', '.join(missing)} for a {kind.name} file; "
+            f"header has {', '.join(names) or 'nothing'}; expected {', '.join(kind.required)}"
+            + (f" (optional: {', '.join(kind.optional)})" if kind.optional else "")
+        )
+    extra = [n for n in names if n not in kind.columns]
+    return names, extra
+
+
+def _fold(reasons: list[pd.Series], index: pd.Index) -> pd.Series:
+    """Join the non-missing reasons of each row with '; ' (a loop over checks, not rows)."""
+    folded = pd.Series(pd.NA, index=index, dtype="string")
+    for reason in reasons:
+        both = folded.notna() & reason.notna()
+        folded = folded.mask(both, folded + "; " + reason).fillna(reason)
+    return folded
+
+
+def _quoted(cells: pd.Series) -> pd.Series:
+    return "'" + cells.str.slice(0, 40) + "'"
+
+
+def _identifier(cells: pd.Series, name: str, *, required: bool, max_len: int = STUDENT_ID_MAX):
+    values = cells.str.strip()
+    empty = values.eq("")
+    reason = pd.Series(pd.NA, index=cells.index, dtype="string")
+    if required:
+        reason = reason.mask(empty, f"{name} is empty")
+    too_long = values.str.len() > max_len
+    reason = reason.mask(too_long, f"{name} is longer than {max_len} characters")
+    return values.mask(empty, pd.NA), reason
+
+
+def _app(cells: pd.Series):
+    values = cells.str.strip()
+    bad = ~values.str.match(APP_ID.pattern)
+    reason = pd.Series(pd.NA, index=cells.index, dtype="string").mask(
+        bad, "app " + _quoted(values) + f" does not match {APP_ID.pattern}"
+    )
+    return values, reason
+
+
+def _day(cells: pd.Series, name: str):
+    values = cells.str.strip()
+    parsed = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    shaped = values.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
+    reason = pd.Series(pd.NA, index=cells.index, dtype="string")
+    reason = reason.mask(parsed.isna() | ~shaped, name + " " + _quoted(values) + " is not a date YYYY-MM-DD")
+    reason = reason.mask(values.eq(""), f"{name} is empty")
+    return parsed.astype("datetime64[s]"), reason
+
+
+def _number(cells: pd.Series, name: str, low: float, high: float, *, required: bool = True):
+    values = cells.str.strip()
+    parsed = pd.to_numeric(values.mask(values.eq(""), None), errors="coerce").astype("float64")
+    reason = pd.Series(pd.NA, index=cells.index, dtype="string")
+    reason = reason.mask(
+        parsed.notna() & ~parsed.between(low, high),
+        name + " " + _quoted(values) + f" is outside {low:g}..{high:g}",
+    )
+    reason = reason.mask(parsed.isna() & values.ne(""), name + " " + _quoted(values) + " is not a number")
+    if required:
+        reason = reason.mask(values.eq(""), f"{name} is empty")
+    return parsed, reason
+
+
+def _school_year(cells: pd.Series):
+    values = cells.str.strip()
+    parts = values.str.extract(_SCHOOL_YEAR.pattern)
+    first = pd.to_numeric(parts[0], errors="coerce")
+    second = pd.to_numeric(parts[1], errors="coerce")
+    good = (first + 1) % 100 == second
+    reason = pd.Series(pd.NA, index=cells.index, dtype="string").mask(
+        ~good.fillna(False).astype(bool),
+        "school_year " + _quoted(values) + " is not a school year like 2025-26",
+    )
+    return values, reason
+
+
+def reason_category(reasons: pd.Series) -> pd.Series:
+    """Each single problem of each reason, without the quoted value: for counting.
+
+    "minutes '-1' is outside 0..1440; date '2025-02-30' is not a date" ->
+    ["minutes is outside 0..1440", "date is not a date"].
+    """
+    return (
+        reasons.astype("string").str.split("; ").explode()
+        .str.replace(r" '[^']*'", "", regex=True)
+    )
+
+
+def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows of one kind into typed good rows and rejected rows.
+
+    Input: `cells` has one text column per header name (missing cells as ""), plus `line`
+    (the row's line number in its file, Int64) and `raw` (the row as text).
+    Output: (good, rejected).
+      good: `line` and the kind's columns, typed: ids as string (trimmed), days as
+        datetime64, minutes and score as float64 (minutes 0..1440, score 0..100), sessions
+        as Int64, optional text as string with <NA> for empty.
+      rejected: line, reason (every problem of the row, '; '-separated), raw (undecodable
+        bytes shown as U+FFFD).
+    """
+    undecodable = pd.Series(False, index=cells.index)
+    text: dict[str, pd.Series] = {}
+    for column in ("raw", *kind.columns):
+        if column not in cells:  # an optional column the file does not have
+            continue
+        values = cells[column].astype(object).fillna("")
+        surrogates = values.str.contains(_NOT_UTF8.pattern, regex=True)
+        if surrogates.any():
+            undecodable |= surrogates
+            values = values.str.encode("utf-8", "surrogateescape").str.decode("utf-8", "replace")
+        text[column] = values.astype("string")
+    raw = text.pop("raw")
+    typed: dict[str, pd.Series] = {}
+    reasons: list[pd.Series] = []
+    for column, values in text.items():
+        if column in ("student_id", "assessment_id"):
+            typed[column], reason = _identifier(values, column, required=True)
+        elif column in ("school_id", "grade"):
+            typed[column], reason = _identifier(
+                values, column, required=False, max_len=STUDENT_ID_MAX if column == "school_id" else 16
+            )
+        elif column == "app":
+            typed[column], reason = _app(values)
+        elif column in ("date", "as_of"):
+            typed[column], reason = _day(values, column)
+        elif column == "minutes":
+            typed[column], reason = _number(values, column, 0, 1440)
+        elif column == "score":
+            typed[column], reason = _number(values, column, 0, 100)
+        elif column == "sessions":
+            number, reason = _number(values, column, 0, 1_000_000, required=False)
+            whole = number.isna() | (number == number.round())
+            reason = reason.mask(~whole, "sessions " + _quoted(values) + " is not a whole number")
+            typed[column] = number.where(whole).round().astype("Int64")
+        elif column == "school_year":
+            typed[column], reason = _school_year(values)
+        else:  # pragma: no cover - KINDS and this dispatch are written together
+            raise AssertionError(column)
+        reasons.append(reason)
+    reasons.insert(0, pd.Series(pd.NA, index=cells.index, dtype="string").mask(
+        undecodable, "bytes are not valid UTF-8"
+    ))
+    reason = _fold(reasons, cells.index)
+    bad = reason.notna()
+    good = pd.DataFrame({"line": cells["line"].astype("Int64"), **typed}).loc[~bad]
+    good = good.astype({c: "string" for c in good.columns if good[c].dtype == object})
+    rejected = pd.DataFrame({"line": cells["line"].astype("Int64"), "reason": reason, "raw": raw}).loc[bad]
+    return good.reset_index(drop=True), rejected.reset_index(drop=True)

@@ -1,0 +1,231 @@
+"""districts.yaml: load, validate, and expose as frozen dataclasses.
+
+Every problem in the file is collected and reported together, naming the district and
+the key, before any job runs or the database is touched (CONTRACT.md, districts.yaml).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from analytics.bands import BAND_ORDER as BAND_NAMES
+from analytics.identifiers import check_app_id, check_district_id
+
+log = logging.getLogger(__name__)
+
+
+# Optional settings: their defaults, and whether a district may override them.
+DEFAULTS: dict[str, int] = {
+    "assessment_window_days": 30,
+    "latest_window_days": 30,
+    "most_used_top_n": 3,
+    "stale_after_days": 14,
+}
+DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
+TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", *DEFAULTS}
+DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", *DEFAULTS}
+
+
+class ConfigError(Exception):
+    """districts.yaml (or a command-line value) is invalid; `problems` lists every one."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class District:
+    id: str
+    name: str
+    apps: tuple[str, ...]
+    enabled: bool
+    bands: dict[str, float]  # band name -> inclusive lower bound, highest band first
+    assessment_window_days: int
+    latest_window_days: int
+    most_used_top_n: int
+    stale_after_days: int
+
+    def __hash__(self) -> int:  # bands is a dict; ids are unique within a config
+        return hash(self.id)
+
+
+@dataclass(frozen=True)
+class Settings:
+    school_year_start: tuple[int, int]  # (month, day)
+    daily_at: str  # "HH:MM" UTC
+    districts: tuple[District, ...]
+
+    def district(self, district_id: str) -> District:
+        for d in self.districts:
+            if d.id == district_id:
+                return d
+        raise KeyError(district_id)
+
+
+def load(path: str | Path) -> Settings:
+    """Read and validate districts.yaml; raise ConfigError listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found (set DISTRICTS_FILE or create it)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot be read: {exc}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
+    return parse(raw, source=source)
+
+
+def parse(raw: Any, *, source: str = "districts.yaml") -> Settings:
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [f"must be a mapping of settings; got {type(raw).__name__}"])
+
+    for key in sorted(set(raw) - TOP_KEYS, key=str):
+        problems.append(f"unknown key {key!r}; expected one of {sorted(TOP_KEYS)}")
+
+    start = _school_year_start(raw.get("school_year_start", "08-01"), problems)
+    daily_at = _schedule(raw.get("schedule", {"daily_at": "02:00"}), problems)
+    bands = _bands(raw.get("bands", DEFAULT_BANDS), "bands", problems)
+    defaults = {k: _positive_int(raw.get(k, v), k, problems) for k, v in DEFAULTS.items()}
+
+    districts: list[District] = []
+    entries = raw.get("districts")
+    if entries is None:
+        problems.append("missing key 'districts' (a list, may be empty: districts: [])")
+        entries = []
+    elif not isinstance(entries, list):
+        problems.append(f"'districts' must be a list; got {type(entries).__name__}")
+        entries = []
+    seen: set[str] = set()
+    for position, entry in enumerate(entries, start=1):
+        district = _district(entry, position, bands, defaults, problems)
+        if district is None:
+            continue
+        if district.id in seen:
+            problems.append(f"district {district.id!r}: duplicate id (entry {position})")
+            continue
+        seen.add(district.id)
+        districts.append(district)
+
+    if problems:
+        raise ConfigError(source, problems)
+    return Settings(school_year_start=start, daily_at=daily_at, districts=tuple(districts))
+
+
+def _school_year_start(value: Any, problems: list[str]) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d\d)-(\d\d)", value) if isinstance(value, str) else None
+    if match:
+        month, day = int(match[1]), int(match[2])
+        try:
+            date(2001, month, day)  # a non-leap year: 02-29 would not start every year
+            return month, day
+        except ValueError:
+            pass
+    problems.append(f"school_year_start must be a day as \"MM-DD\" (e.g. \"08-01\"); got {value!r}")
+    return 8, 1
+
+
+def _schedule(value: Any, problems: list[str]) -> str:
+    if not isinstance(value, dict):
+        problems.append(f"schedule must be a mapping with daily_at; got {value!r}")
+        return "02:00"
+    for key in sorted(set(value) - {"daily_at"}, key=str):
+        problems.append(f"schedule: unknown key {key!r}; expected 'daily_at'")
+    at = value.get("daily_at", "02:00")
+    match = re.fullmatch(r"(\d\d):(\d\d)", at) if isinstance(at, str) else None
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        problems.append(f"schedule.daily_at must be a UTC time as \"HH:MM\"; got {at!r}")
+        return "02:00"
+    return at
+
+
+def _bands(value: Any, where: str, problems: list[str]) -> dict[str, float]:
+    expected = f"four strictly decreasing lower bounds {list(BAND_NAMES)} ending at 0"
+    if not isinstance(value, dict):
+        problems.append(f"{where} must be a mapping of {expected}; got {value!r}")
+        return dict(DEFAULT_BANDS)
+    unknown = sorted(set(value) - set(BAND_NAMES), key=str)
+    missing = [b for b in BAND_NAMES if b not in value]
+    if unknown or missing:
+        problems.append(
+            f"{where} must name exactly {list(BAND_NAMES)}"
+            + (f"; unknown {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+        )
+        return dict(DEFAULT_BANDS)
+    bounds = [value[b] for b in BAND_NAMES]
+    numeric = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+    if (
+        not numeric
+        or any(b != b or b < 0 or b > 100 for b in bounds)  # b != b: NaN
+        or any(hi <= lo for hi, lo in zip(bounds, bounds[1:]))
+        or bounds[-1] != 0
+    ):
+        problems.append(f"{where} must be {expected}, within 0..100; got {bounds}")
+        return dict(DEFAULT_BANDS)
+    return {b: float(value[b]) for b in BAND_NAMES}
+
+
+def _positive_int(value: Any, where: str, problems: list[str]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(f"{where} must be a whole number of at least 1; got {value!r}")
+        return 1
+    return value
+
+
+def _district(
+    entry: Any, position: int, bands: dict[str, float], defaults: dict[str, int], problems: list[str]
+) -> District | None:
+    if not isinstance(entry, dict):
+        problems.append(f"districts entry {position} must be a mapping with id and apps; got {entry!r}")
+        return None
+    district_id = entry.get("id")
+    label = f"district {district_id!r}" if isinstance(district_id, str) else f"districts entry {position}"
+    before = len(problems)
+
+    for key in sorted(set(entry) - DISTRICT_KEYS, key=str):
+        problems.append(f"{label}: unknown key {key!r}; expected one of {sorted(DISTRICT_KEYS)}")
+    if district_id is None:
+        problems.append(f"{label}: missing key 'id'")
+    elif problem := check_district_id(district_id):
+        problems.append(f"{label}: {problem}")
+
+    apps = entry.get("apps")
+    if not isinstance(apps, list) or not apps:
+        problems.append(f"{label}: apps must be a non-empty list of app ids; got {apps!r}")
+        apps = []
+    for app in apps:
+        if problem := check_app_id(app):
+            problems.append(f"{label}: apps: {problem}")
+    repeated = sorted({a for a in apps if isinstance(a, str) and apps.count(a) > 1})
+    if repeated:
+        problems.append(f"{label}: apps lists {repeated} more than once")
+
+    name = entry.get("name", district_id)
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"{label}: name must be non-empty text; got {name!r}")
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(f"{label}: enabled must be true or false; got {enabled!r}")
+    district_bands = _bands(entry["bands"], f"{label}: bands", problems) if "bands" in entry else bands
+    settings = {
+        k: _positive_int(entry[k], f"{label}: {k}", problems) if k in entry else v
+        for k, v in defaults.items()
+    }
+    if len(problems) > before:
+        return None
+    return District(
+        id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings
+    )

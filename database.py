@@ -1,0 +1,207 @@
+"""Connections and the few write primitives every job shares, on SQLite and PostgreSQL.
+
+Identifiers only ever reach SQL through SQLAlchemy `Table`/`Column` objects and the
+dialect's own quoting; values always travel as bound parameters or COPY data.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+from sqlalchemy import Column, Engine, Table, create_engine, event, inspect, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import DDLElement
+from sqlalchemy.types import BigInteger, Date, DateTime, Float, Integer, SmallInteger
+
+from models import metadata
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite:///analytics.db"
+
+
+def connect(url: str) -> Engine:
+    """An Engine for `url`, with the fixed schema created if it is missing."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+        _sqlite_transactions(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, open transactions, so DDL is transactional.
+
+    The sqlite3 module neither begins a transaction before CREATE/ALTER/DROP nor lets a
+    rollback undo them; emitting BEGIN ourselves makes a publish all-or-nothing.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers see the last commit, never a mix
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgres(conn: Connection | Engine) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+# --- frames in and out -------------------------------------------------------------------
+
+def _python_values(frame: pd.DataFrame, table: Table) -> list[dict]:
+    """Rows as dicts of plain Python values (None for missing), typed for `table`'s columns."""
+    out = {}
+    for name in frame.columns:
+        column = table.c[name]
+        values = frame[name]
+        if isinstance(column.type, Date):
+            values = pd.to_datetime(values).dt.date
+        elif isinstance(column.type, DateTime):
+            values = pd.to_datetime(values, utc=True).dt.to_pydatetime()
+        elif isinstance(column.type, (Integer, SmallInteger, BigInteger)):
+            values = values.astype("Int64")
+        elif isinstance(column.type, Float):
+            values = values.astype("Float64")
+        out[name] = pd.Series(values, index=frame.index).astype(object)
+    objects = pd.DataFrame(out, index=frame.index)
+    objects = objects.where(objects.notna(), None)
+    return objects.to_dict("records")
+
+
+def _copy_text(frame: pd.DataFrame, table: Table) -> io.StringIO:
+    """The frame as CSV for PostgreSQL COPY: empty unquoted field = NULL."""
+    columns = {}
+    for name in frame.columns:
+        column = table.c[name]
+        values = frame[name]
+        if isinstance(column.type, Date):
+            values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+        elif isinstance(column.type, DateTime):
+            values = pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        elif isinstance(column.type, (Integer, SmallInteger, BigInteger)):
+            values = values.astype("Int64")
+        columns[name] = values
+    buffer = io.StringIO()
+    pd.DataFrame(columns, index=frame.index).to_csv(
+        buffer, header=False, index=False, na_rep="", quoting=csv.QUOTE_MINIMAL, float_format="%.17g"
+    )
+    buffer.seek(0)
+    return buffer
+
+
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
+    """Insert every row of `frame` (columns named as in `table`) in the caller's transaction.
+
+    PostgreSQL: COPY (the native bulk path). SQLite: one executemany.
+    """
+    if frame.empty:
+        return 0
+    if is_postgres(conn):
+        from psycopg2 import sql
+
+        statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+            sql.Identifier(*((table.schema, table.name) if table.schema else (table.name,))),
+            sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns),
+        )
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            cursor.copy_expert(statement, _copy_text(frame, table))
+    else:
+        conn.execute(table.insert(), _python_values(frame, table))
+    return len(frame)
+
+
+def read_frame(conn: Connection, statement) -> pd.DataFrame:
+    """Run a Core select and return its rows as a DataFrame with the select's column names."""
+    result = conn.execute(statement)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], select_stmt) -> None:
+    """INSERT INTO table (columns) SELECT ... ON CONFLICT (primary key) DO UPDATE."""
+    dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert
+    key = [c.name for c in table.primary_key.columns]
+    # SQLite needs a WHERE in the SELECT to parse ON CONFLICT as the upsert clause.
+    statement = dialect_insert(table).from_select(list(columns), select_stmt.where(true()))
+    statement = statement.on_conflict_do_update(
+        index_elements=key,
+        set_={c: statement.excluded[c] for c in columns if c not in key},
+    )
+    conn.execute(statement)
+
+
+def upsert_rows(conn: Connection, table: Table, rows: Iterable[dict], key: Sequence[str]) -> None:
+    """Insert rows, or update them where `key` (a unique constraint's columns) already exists."""
+    rows = list(rows)
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert
+    statement = dialect_insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key),
+        set_={c: statement.excluded[c] for c in rows[0] if c not in key},
+    )
+    conn.execute(statement, rows)
+
+
+# --- quoted DDL for reshaping a district's table ------------------------------------------
+
+class AddColumn(DDLElement):
+    inherit_cache = False
+
+    def __init__(self, table: Table, column: Column):
+        self.table, self.column = table, column
+
+
+class DropColumn(DDLElement):
+    inherit_cache = False
+
+    def __init__(self, table: Table, column_name: str):
+        self.table, self.column_name = table, column_name
+
+
+@compiles(AddColumn)
+def _add_column(element, compiler, **kw):
+    spec = compiler.get_column_specification(element.column)
+    default = " DEFAULT 0" if not element.column.nullable else ""
+    return f"ALTER TABLE {compiler.preparer.format_table(element.table)} ADD COLUMN {spec}{default}"
+
+
+@compiles(DropColumn)
+def _drop_column(element, compiler, **kw):
+    return (
+        f"ALTER TABLE {compiler.preparer.format_table(element.table)} "
+        f"DROP COLUMN {compiler.preparer.quote(element.column_name)}"
+    )
+
+
+def existing_columns(conn: Connection, table_name: str) -> list[str] | None:
+    """Column names of `table_name` as it stands in the database, or None if it is absent."""
+    inspector = inspect(conn)
+    if not inspector.has_table(table_name):
+        return None
+    return [c["name"] for c in inspector.get_columns(table_name)]
+
+
+def describe(url: str) -> str:
+    """The URL for messages, with any password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable DATABASE_URL)"

@@ -1,0 +1,147 @@
+"""One cycle: every selected job for every selected district, each recorded in `job_runs`.
+
+A job that raises is recorded as failed and the district's later jobs are skipped; other
+districts go on.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import update
+
+from config import District, Settings
+from jobs import JOBS
+from jobs.ingest import unconfigured_folders
+from jobs.job import FAILED, RUNNING, SKIPPED, JobContext, JobResult
+from models import job_runs
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(ValueError):
+    """A command-line selection names something that does not exist (exit code 2)."""
+
+
+@dataclass
+class JobRecord:
+    job: str
+    district_id: str
+    result: JobResult
+    seconds: float
+
+
+@dataclass
+class CycleResult:
+    cycle_id: str
+    as_of: date
+    records: list[JobRecord] = field(default_factory=list)
+    unconfigured: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.result.status == FAILED for r in self.records)
+
+
+def select_districts(settings: Settings, ids: list[str] | None) -> list[District]:
+    """The enabled districts, or exactly those named (each must exist and be enabled)."""
+    if not ids:
+        return [d for d in settings.districts if d.enabled]
+    known = {d.id: d for d in settings.districts}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UsageError(f"--district: not in districts.yaml: {', '.join(map(repr, unknown))}; "
+                         f"configured: {', '.join(known) or 'none'}")
+    disabled = [i for i in ids if not known[i].enabled]
+    if disabled:
+        raise UsageError(f"--district: disabled in districts.yaml (enabled: false): {', '.join(disabled)}")
+    return [known[i] for i in dict.fromkeys(ids)]
+
+
+def select_jobs(names: list[str] | None) -> list[str]:
+    """Job names in cycle order; all of them when `names` is empty."""
+    if not names:
+        return list(JOBS)
+    unknown = [n for n in names if n not in JOBS]
+    if unknown:
+        raise UsageError(f"--jobs: unknown job(s) {', '.join(map(repr, unknown))}; expected some of {', '.join(JOBS)}")
+    return [j for j in JOBS if j in names]
+
+
+def run_cycle(
+    engine,
+    settings: Settings,
+    *,
+    districts: list[District],
+    jobs: list[str],
+    as_of: date,
+    landing_dir: Path,
+    force: bool = False,
+    now: datetime | None = None,
+) -> CycleResult:
+    now = now or datetime.now(timezone.utc)
+    cycle_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    ctx = JobContext(settings=settings, as_of=as_of, now=now, landing_dir=Path(landing_dir),
+                     force=force, cycle_id=cycle_id)
+    cycle = CycleResult(cycle_id=cycle_id, as_of=as_of)
+    if "ingest" in jobs:
+        cycle.unconfigured = unconfigured_folders(ctx.landing_dir, settings)
+        for name in cycle.unconfigured:
+            log.warning("landing folder %r is not a configured district: its files are not read", name)
+    for district in districts:
+        failed_job = None
+        for job in jobs:
+            if failed_job:
+                result = JobResult(status=SKIPPED, message=f"not run: {failed_job} failed")
+                cycle.records.append(JobRecord(job, district.id, result, 0.0))
+                _record(engine, ctx, job, district.id, result, started=datetime.now(timezone.utc))
+                continue
+            record = _run_job(engine, ctx, job, district)
+            cycle.records.append(record)
+            if record.result.status == FAILED:
+                failed_job = job
+    return cycle
+
+
+def _run_job(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
+    started = datetime.now(timezone.utc)
+    run_id = _record(engine, ctx, job, district.id, JobResult(status=RUNNING), started=started, finished=False)
+    clock = time.perf_counter()
+    try:
+        result = JOBS[job](engine, district, ctx)
+    except Exception as exc:  # recorded, then the cycle goes on with other districts
+        log.exception("%s %s: failed", job, district.id)
+        result = JobResult(status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+    seconds = time.perf_counter() - clock
+    _record(engine, ctx, job, district.id, result, started=started, run_id=run_id)
+    log.info(
+        "%s %s: %s in %.2fs; rows in %d, out %d, rejected %d%s",
+        job, district.id, result.status, seconds, result.rows_in, result.rows_out, result.rows_rejected,
+        f"; {result.message}" if result.message else "",
+    )
+    return JobRecord(job, district.id, result, seconds)
+
+
+def _record(engine, ctx: JobContext, job: str, district_id: str, result: JobResult, *,
+            started: datetime, run_id: int | None = None, finished: bool = True) -> int | None:
+    values = dict(
+        status=result.status, rows_in=result.rows_in, rows_out=result.rows_out,
+        rows_rejected=result.rows_rejected, message=result.message or None,
+        finished_at=datetime.now(timezone.utc) if finished else None,
+    )
+    try:
+        with engine.begin() as conn:
+            if run_id is None:
+                return conn.execute(job_runs.insert().values(
+                    cycle_id=ctx.cycle_id, job=job, district_id=district_id, started_at=started,
+                    host=socket.gethostname(), **values,
+                ).returning(job_runs.c.run_id)).scalar_one()
+            conn.execute(update(job_runs).where(job_runs.c.run_id == run_id).values(**values))
+    except Exception:  # the run history must not turn a finished job into a crash
+        log.exception("could not record %s %s in job_runs", job, district_id)
+    return run_id

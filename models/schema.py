@@ -1,0 +1,177 @@
+"""Tables the service owns. Names and columns that the outside world sees follow CONTRACT.md.
+
+`minutes` are minutes of use, `score` points on 0..100, `date`/`*_active`/`as_of` calendar
+days, `*_at` UTC timestamps.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from analytics.identifiers import check_app_id, check_district_id
+
+metadata = MetaData()
+
+POSTGRES_IDENTIFIER_BYTES = 63
+ID = String(64)
+
+
+def _source(name: str, *columns: Column) -> Table:
+    """A source table: district, the kind's columns, and which landing file wrote the row."""
+    return Table(
+        name,
+        metadata,
+        Column("district_id", String(31), primary_key=True),
+        Column("student_id", ID, primary_key=True),
+        *columns,
+        Column("file_id", BigInteger, nullable=False),
+    )
+
+
+usage = _source(
+    "usage",
+    Column("app", String(41), primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("minutes", Float, nullable=False),
+    Column("sessions", Integer),
+)
+assessments = _source(
+    "assessments",
+    Column("assessment_id", ID, primary_key=True),
+    Column("date", Date, nullable=False),
+    Column("score", Float, nullable=False),
+)
+forecasts = _source(
+    "forecasts",
+    Column("date", Date, primary_key=True),
+    Column("score", Float, nullable=False),
+)
+score_averages = _source(
+    "score_averages",
+    Column("school_year", String(7), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("score", Float, nullable=False),
+)
+students = _source(
+    "students",
+    Column("school_id", ID),
+    Column("grade", String(16)),
+)
+SOURCE_TABLES: dict[str, Table] = {
+    "usage": usage,
+    "assessments": assessments,
+    "forecasts": forecasts,
+    "score_averages": score_averages,
+    "students": students,
+}
+
+# One row per (district, path, content): a changed file under the same name is a new row;
+# a failed file that is retried updates its row.
+ingested_files = Table(
+    "ingested_files",
+    metadata,
+    Column("file_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("district_id", String(31), nullable=False),
+    Column("path", Text, nullable=False),  # relative to LANDING_DIR, '/'-separated
+    Column("school", Text),  # first folder under the district's folder, if any
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("kind", String(32)),
+    Column("format", String(32)),
+    Column("status", String(16), nullable=False),  # loaded | duplicate | failed
+    Column("rows_loaded", Integer, nullable=False, default=0),
+    Column("rows_rejected", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("notes", Text),
+    Column("arrived_at", DateTime(timezone=True)),  # the file's modification time
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("district_id", "path", "sha256", name="uq_ingested_files_content"),
+)
+Index("ix_ingested_files_sha", ingested_files.c.district_id, ingested_files.c.sha256)
+
+rejected_rows = Table(
+    "rejected_rows",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("file_id", BigInteger, nullable=False, index=True),
+    Column("district_id", String(31), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("line", Integer),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("run_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("cycle_id", String(40), nullable=False, index=True),
+    Column("job", String(32), nullable=False),
+    Column("district_id", String(31)),
+    Column("status", String(24), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("rows_in", BigInteger),
+    Column("rows_out", BigInteger),
+    Column("rows_rejected", BigInteger),
+    Column("message", Text),
+    Column("host", Text),
+)
+
+DATAFRAME_COLUMNS = (
+    "student_id", "school_id", "grade", "type", "score", "performance",
+    "total_minutes", "active_days", "first_active", "last_active",
+)  # then app_<id> per configured app, then updated_at
+
+
+def dataframe_table_name(district_id: str) -> str:
+    if problem := check_district_id(district_id):
+        raise ValueError(problem)
+    name = f"dataframe_{district_id}"
+    if len(name.encode()) > POSTGRES_IDENTIFIER_BYTES:
+        raise ValueError(f"table name {name!r} is longer than PostgreSQL's 63 bytes")
+    return name
+
+
+def app_column(app: str) -> str:
+    if problem := check_app_id(app):
+        raise ValueError(problem)
+    return f"app_{app}"
+
+
+def dataframe_table(district_id: str, apps: tuple[str, ...] | list[str], meta: MetaData | None = None) -> Table:
+    """The district's output table `dataframe_<district_id>`, one `app_<id>` column per app.
+
+    Built on its own MetaData (not the shared one) so that a changed app list never clashes
+    with a table object built earlier in the same process.
+    """
+    return Table(
+        dataframe_table_name(district_id),
+        meta if meta is not None else MetaData(),
+        Column("student_id", ID, primary_key=True),
+        Column("school_id", ID),
+        Column("grade", String(16)),
+        Column("type", SmallInteger),
+        Column("score", Float),
+        Column("performance", String(24)),
+        Column("total_minutes", Float, nullable=False),
+        Column("active_days", Integer, nullable=False),
+        Column("first_active", Date),
+        Column("last_active", Date),
+        *(Column(app_column(app), Float, nullable=False) for app in apps),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
