@@ -111,13 +111,14 @@ def parse(raw: Any, *, source: str = "districts.yaml") -> Settings:
     seen: set[str] = set()
     for position, entry in enumerate(entries, start=1):
         district = _district(entry, position, bands, defaults, problems)
-        if district is None:
-            continue
-        if district.id in seen:
-            problems.append(f"district {district.id!r}: duplicate id (entry {position})")
-            continue
-        seen.add(district.id)
-        districts.append(district)
+        district_id = entry.get("id") if isinstance(entry, dict) else None
+        if isinstance(district_id, str):
+            if district_id in seen:
+                problems.append(f"district {district_id!r}: duplicate id (entry {position})")
+                continue
+            seen.add(district_id)
+        if district is not None:
+            districts.append(district)
 
     if problems:
         raise ConfigError(source, problems)

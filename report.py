@@ -28,7 +28,7 @@ def cycle_summary(cycle: CycleResult) -> str:
     out = [f"cycle {cycle.cycle_id}, as of {cycle.as_of}"]
     out.append(_table(rows, ["job", "district", "status", "seconds", "rows in", "rows out", "rejected"]))
     for r in cycle.records:
-        if r.result.message and (r.job == "ingest" or r.result.status not in ("succeeded",)):
+        if r.result.message:
             out.append(f"  {r.job} {r.district_id}: {r.result.message}")
     rejected = sum(r.result.rows_rejected for r in cycle.records)
     if rejected:

@@ -1,0 +1,144 @@
+"""districts.yaml validation: each mistake has its own message; all are reported together."""
+import copy
+
+import pytest
+
+import config
+from config import ConfigError
+
+VALID = {
+    "school_year_start": "08-01",
+    "schedule": {"daily_at": "02:00"},
+    "bands": {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0},
+    "districts": [
+        {"id": "springfield", "name": "Springfield Unified", "apps": ["dreambox", "lexia"],
+         "bands": {"excellent": 90, "satisfactory": 70, "needs improvement": 60, "unsatisfactory": 0}},
+        {"id": "shelbyville", "apps": ["ixl"], "enabled": False, "most_used_top_n": 5},
+    ],
+}
+
+
+def problems(raw):
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw)
+    return info.value.problems
+
+
+def changed(**district_changes):
+    raw = copy.deepcopy(VALID)
+    raw["districts"][0].update(district_changes)
+    return raw
+
+
+def test_valid_file_gives_settings_with_defaults_and_overrides():
+    settings = config.parse(VALID)
+    spring, shelby = settings.districts
+    assert settings.school_year_start == (8, 1) and settings.daily_at == "02:00"
+    assert spring.bands == {"excellent": 90.0, "satisfactory": 70.0, "needs improvement": 60.0, "unsatisfactory": 0.0}
+    assert shelby.bands["excellent"] == 88.0 and shelby.name == "shelbyville" and not shelby.enabled
+    assert (spring.most_used_top_n, shelby.most_used_top_n, spring.assessment_window_days) == (3, 5, 30)
+
+
+def test_the_repository_example_is_valid():
+    settings = config.load("districts.yaml")
+    assert [d.id for d in settings.districts] == ["springfield", "shelbyville"]
+
+
+def test_unknown_top_level_key():
+    raw = copy.deepcopy(VALID) | {"shedule": {}}
+    assert problems(raw) == ["unknown key 'shedule'; expected one of "
+                             "['assessment_window_days', 'bands', 'districts', 'latest_window_days', "
+                             "'most_used_top_n', 'schedule', 'school_year_start', 'stale_after_days']"]
+
+
+def test_unknown_district_key_names_the_district():
+    [problem] = problems(changed(app=["x"]))
+    assert problem.startswith("district 'springfield': unknown key 'app'")
+
+
+def test_duplicate_id():
+    raw = copy.deepcopy(VALID)
+    raw["districts"][1]["id"] = "springfield"
+    assert problems(raw) == ["district 'springfield': duplicate id (entry 2)"]
+
+
+@pytest.mark.parametrize("bad_id", ["Springfield", "x'; drop table usage; --", "9lives", "a" * 32, ""])
+def test_bad_district_id(bad_id):
+    [problem] = problems(changed(id=bad_id))
+    assert "district id must match ^[a-z][a-z0-9_]{0,30}$" in problem and repr(bad_id) in problem
+
+
+def test_bad_app_id():
+    [problem] = problems(changed(apps=["dreambox", "Lexia Core"]))
+    assert problem == "district 'springfield': apps: app id must match ^[a-z][a-z0-9_]{0,40}$; got 'Lexia Core'"
+
+
+def test_empty_and_repeated_apps():
+    assert problems(changed(apps=[])) == ["district 'springfield': apps must be a non-empty list of app ids; got []"]
+    assert problems(changed(apps=["ixl", "ixl"])) == ["district 'springfield': apps lists ['ixl'] more than once"]
+
+
+@pytest.mark.parametrize(
+    "bands",
+    [
+        {"excellent": 40, "satisfactory": 30, "needs improvement": 70, "unsatisfactory": 0},  # not decreasing
+        {"excellent": 88, "satisfactory": 69, "needs improvement": 69, "unsatisfactory": 0},  # not strictly
+        {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 5},  # not ending at 0
+        {"excellent": 120, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0},  # above 100
+        {"excellent": "high", "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0},
+    ],
+)
+def test_bands_must_be_four_strictly_decreasing_bounds_ending_at_0(bands):
+    [problem] = problems(changed(bands=bands))
+    assert problem.startswith("district 'springfield': bands must be four strictly decreasing lower bounds")
+    assert str(list(bands.values())) in problem
+
+
+def test_bands_with_a_missing_or_unknown_name():
+    bands = {"excellent": 88, "satisfactory": 69, "needs_improvement": 55, "unsatisfactory": 0}
+    [problem] = problems(changed(bands=bands))
+    assert "unknown ['needs_improvement']" in problem and "missing ['needs improvement']" in problem
+
+
+@pytest.mark.parametrize("start", ["8-01", "13-01", "02-29", "02-30", 801, "August"])
+def test_bad_school_year_start(start):
+    raw = copy.deepcopy(VALID) | {"school_year_start": start}
+    assert problems(raw) == [f'school_year_start must be a day as "MM-DD" (e.g. "08-01"); got {start!r}']
+
+
+def test_bad_schedule_and_window():
+    raw = copy.deepcopy(VALID) | {"schedule": {"daily_at": "25:00"}, "latest_window_days": 0}
+    assert problems(raw) == [
+        "schedule.daily_at must be a UTC time as \"HH:MM\"; got '25:00'",
+        "latest_window_days must be a whole number of at least 1; got 0",
+    ]
+
+
+def test_several_mistakes_are_all_reported_together():
+    raw = copy.deepcopy(VALID)
+    raw["school_year_start"] = "13-01"
+    raw["districts"][0]["apps"] = ["BadApp"]
+    raw["districts"][1]["enabled"] = "yes"
+    raw["districts"].append({"id": "springfield", "apps": ["ixl"]})
+    found = problems(raw)
+    assert len(found) == 4
+    assert any("school_year_start" in p for p in found)
+    assert any(p.startswith("district 'springfield': apps: app id") for p in found)
+    assert any(p.startswith("district 'shelbyville': enabled must be true or false") for p in found)
+    assert any(p == "district 'springfield': duplicate id (entry 3)" for p in found)
+
+
+def test_message_names_the_file(tmp_path):
+    path = tmp_path / "districts.yaml"
+    path.write_text("districts:\n  - id: Bad\n    apps: [ixl]\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(info.value).startswith(f"{path}: district 'Bad': district id must match")
+
+
+def test_missing_file_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("districts: [\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        config.load(tmp_path / "bad.yaml")
