@@ -10,6 +10,7 @@ import io
 import logging
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Column, Engine, Table, create_engine, event, inspect, true
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,24 +63,23 @@ def is_postgres(conn: Connection | Engine) -> bool:
 
 # --- frames in and out -------------------------------------------------------------------
 
-def _python_values(frame: pd.DataFrame, table: Table) -> list[dict]:
-    """Rows as dicts of plain Python values (None for missing), typed for `table`'s columns."""
-    out = {}
+def _sqlite_rows(frame: pd.DataFrame, table: Table) -> list[tuple]:
+    """Rows as tuples of plain values in SQLAlchemy's SQLite storage format (None = NULL)."""
+    columns = []
     for name in frame.columns:
-        column = table.c[name]
+        column_type = table.c[name].type
         values = frame[name]
-        if isinstance(column.type, Date):
-            values = pd.to_datetime(values).dt.date
-        elif isinstance(column.type, DateTime):
-            values = pd.to_datetime(values, utc=True).dt.to_pydatetime()
-        elif isinstance(column.type, (Integer, SmallInteger, BigInteger)):
+        if isinstance(column_type, Date):
+            values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+        elif isinstance(column_type, DateTime):
+            values = pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        elif isinstance(column_type, (Integer, SmallInteger, BigInteger)):
             values = values.astype("Int64")
-        elif isinstance(column.type, Float):
-            values = values.astype("Float64")
-        out[name] = pd.Series(values, index=frame.index).astype(object)
-    objects = pd.DataFrame(out, index=frame.index)
-    objects = objects.where(objects.notna(), None)
-    return objects.to_dict("records")
+        elif isinstance(column_type, Float):
+            values = values.astype("float64")
+        array = values.astype(object).to_numpy()
+        columns.append(np.where(pd.isna(array), None, array))
+    return list(zip(*columns))
 
 
 def _copy_text(frame: pd.DataFrame, table: Table) -> io.StringIO:
@@ -121,7 +121,8 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
         with raw.cursor() as cursor:
             cursor.copy_expert(statement, _copy_text(frame, table))
     else:
-        conn.execute(table.insert(), _python_values(frame, table))
+        statement = table.insert().compile(dialect=conn.dialect, column_keys=list(frame.columns))
+        conn.exec_driver_sql(str(statement), _sqlite_rows(frame, table))
     return len(frame)
 
 

@@ -69,56 +69,65 @@ def _fold(reasons: list[pd.Series], index: pd.Index) -> pd.Series:
     """Join the non-missing reasons of each row with '; ' (a loop over checks, not rows)."""
     folded = pd.Series(pd.NA, index=index, dtype="string")
     for reason in reasons:
+        if reason.isna().all():
+            continue
         both = folded.notna() & reason.notna()
         folded = folded.mask(both, folded + "; " + reason).fillna(reason)
     return folded
 
 
-def _quoted(cells: pd.Series) -> pd.Series:
-    return "'" + cells.str.slice(0, 40) + "'"
+def _flag(reason: pd.Series, mask: pd.Series, values: pd.Series, template: str) -> pd.Series:
+    """Set `template` (with {} for the quoted cell) as the reason where `mask` holds.
+
+    Messages are built only for the flagged rows: most rows are good.
+    """
+    mask = mask.fillna(False).astype(bool)
+    if not mask.any():
+        return reason
+    before, _, after = template.partition("{}")
+    quoted = "'" + values[mask].str.slice(0, 40) + "'" if "{}" in template else ""
+    reason = reason.copy()
+    reason[mask] = before + quoted + after
+    return reason
+
+
+def _none(index: pd.Index) -> pd.Series:
+    return pd.Series(pd.NA, index=index, dtype="string")
 
 
 def _identifier(cells: pd.Series, name: str, *, required: bool, max_len: int = STUDENT_ID_MAX):
     values = cells.str.strip()
     empty = values.eq("")
-    reason = pd.Series(pd.NA, index=cells.index, dtype="string")
+    reason = _none(cells.index)
     if required:
-        reason = reason.mask(empty, f"{name} is empty")
-    too_long = values.str.len() > max_len
-    reason = reason.mask(too_long, f"{name} is longer than {max_len} characters")
+        reason = _flag(reason, empty, values, f"{name} is empty")
+    reason = _flag(reason, values.str.len() > max_len, values, f"{name} is longer than {max_len} characters")
     return values.mask(empty, pd.NA), reason
 
 
 def _app(cells: pd.Series):
     values = cells.str.strip()
     bad = ~values.str.match(APP_ID.pattern)
-    reason = pd.Series(pd.NA, index=cells.index, dtype="string").mask(
-        bad, "app " + _quoted(values) + f" does not match {APP_ID.pattern}"
-    )
-    return values, reason
+    return values, _flag(_none(cells.index), bad, values, f"app {{}} does not match {APP_ID.pattern}")
 
 
 def _day(cells: pd.Series, name: str):
     values = cells.str.strip()
     parsed = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
-    shaped = values.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
-    reason = pd.Series(pd.NA, index=cells.index, dtype="string")
-    reason = reason.mask(parsed.isna() | ~shaped, name + " " + _quoted(values) + " is not a date YYYY-MM-DD")
-    reason = reason.mask(values.eq(""), f"{name} is empty")
+    reason = _flag(_none(cells.index), parsed.isna() | values.str.len().ne(10), values,
+                   f"{name} {{}} is not a date YYYY-MM-DD")
+    reason = _flag(reason, values.eq(""), values, f"{name} is empty")
     return parsed.astype("datetime64[s]"), reason
 
 
 def _number(cells: pd.Series, name: str, low: float, high: float, *, required: bool = True):
     values = cells.str.strip()
     parsed = pd.to_numeric(values.mask(values.eq(""), None), errors="coerce").astype("float64")
-    reason = pd.Series(pd.NA, index=cells.index, dtype="string")
-    reason = reason.mask(
-        parsed.notna() & ~parsed.between(low, high),
-        name + " " + _quoted(values) + f" is outside {low:g}..{high:g}",
-    )
-    reason = reason.mask(parsed.isna() & values.ne(""), name + " " + _quoted(values) + " is not a number")
+    reason = _flag(_none(cells.index), parsed.notna() & ~parsed.between(low, high), values,
+                   f"{name} {{}} is outside {low:g}..{high:g}")
+    reason = _flag(reason, parsed.isna() & values.ne(""), values, f"{name} {{}} is not a number")
     if required:
-        reason = reason.mask(values.eq(""), f"{name} is empty")
+        reason = _flag(reason, values.eq(""), values, f"{name} is empty")
     return parsed, reason
 
 
@@ -127,12 +136,8 @@ def _school_year(cells: pd.Series):
     parts = values.str.extract(_SCHOOL_YEAR.pattern)
     first = pd.to_numeric(parts[0], errors="coerce")
     second = pd.to_numeric(parts[1], errors="coerce")
-    good = (first + 1) % 100 == second
-    reason = pd.Series(pd.NA, index=cells.index, dtype="string").mask(
-        ~good.fillna(False).astype(bool),
-        "school_year " + _quoted(values) + " is not a school year like 2025-26",
-    )
-    return values, reason
+    good = ((first + 1) % 100 == second).fillna(False).astype(bool)
+    return values, _flag(_none(cells.index), ~good, values, "school_year {} is not a school year like 2025-26")
 
 
 def reason_category(reasons: pd.Series) -> pd.Series:
@@ -159,15 +164,14 @@ def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
       rejected: line, reason (every problem of the row, '; '-separated), raw (undecodable
         bytes shown as U+FFFD).
     """
-    undecodable = pd.Series(False, index=cells.index)
+    # `raw` joins a row's cells: a row without lone surrogates in it has none in any cell.
+    undecodable = cells["raw"].astype(object).fillna("").str.contains(_NOT_UTF8.pattern, regex=True)
     text: dict[str, pd.Series] = {}
     for column in ("raw", *kind.columns):
         if column not in cells:  # an optional column the file does not have
             continue
         values = cells[column].astype(object).fillna("")
-        surrogates = values.str.contains(_NOT_UTF8.pattern, regex=True)
-        if surrogates.any():
-            undecodable |= surrogates
+        if undecodable.any():
             values = values.str.encode("utf-8", "surrogateescape").str.decode("utf-8", "replace")
         text[column] = values.astype("string")
     raw = text.pop("raw")
@@ -191,16 +195,14 @@ def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
         elif column == "sessions":
             number, reason = _number(values, column, 0, 1_000_000, required=False)
             whole = number.isna() | (number == number.round())
-            reason = reason.mask(~whole, "sessions " + _quoted(values) + " is not a whole number")
+            reason = _flag(reason, ~whole, values, "sessions {} is not a whole number")
             typed[column] = number.where(whole).round().astype("Int64")
         elif column == "school_year":
             typed[column], reason = _school_year(values)
         else:  # pragma: no cover - KINDS and this dispatch are written together
             raise AssertionError(column)
         reasons.append(reason)
-    reasons.insert(0, pd.Series(pd.NA, index=cells.index, dtype="string").mask(
-        undecodable, "bytes are not valid UTF-8"
-    ))
+    reasons.insert(0, _flag(_none(cells.index), undecodable, raw, "bytes are not valid UTF-8"))
     reason = _fold(reasons, cells.index)
     bad = reason.notna()
     good = pd.DataFrame({"line": cells["line"].astype("Int64"), **typed}).loc[~bad]

@@ -1,0 +1,134 @@
+"""The real trigger.py as a subprocess: exit codes, messages, the demo, the README."""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trigger
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = """districts:
+  - id: alpha
+    apps: [ixl, lexia]
+"""
+USAGE = "student_id,app,date,minutes\ns1,ixl,2026-09-01,30\ns1,lexia,2026-09-02,x\n"
+
+
+def run(args, cwd, **env):
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LANDING_DIR", "DISTRICTS_FILE")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "trigger.py"), *args], cwd=cwd, env=environment,
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "districts.yaml").write_text(CONFIG)
+    (tmp_path / "landing" / "alpha").mkdir(parents=True)
+    (tmp_path / "landing" / "alpha" / "usage.csv").write_text(USAGE)
+    return tmp_path
+
+
+def test_a_cycle_with_the_defaults_exits_0_and_says_what_was_quarantined(workdir):
+    done = run(["--as-of", "2026-11-22"], workdir)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"ingest\s+alpha\s+completed_with_errors", done.stdout)
+    assert "1 rows quarantined" in done.stdout and done.stdout.rstrip().endswith("done.")
+    assert "dailypull alpha: succeeded" in done.stderr  # one log line per job and district
+    with sqlite3.connect(workdir / "analytics.db") as db:  # the default database: a file here
+        assert db.execute("select student_id, app_ixl, app_lexia from dataframe_alpha").fetchall() == [("s1", 30.0, 0.0)]
+
+
+def test_the_cycle_on_postgresql(workdir, pg_url):
+    done = run(["--as-of", "2026-11-22", "--district", "alpha", "--jobs", "ingest,dailypull"], workdir,
+               DATABASE_URL=pg_url)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"dailypull\s+alpha\s+succeeded\s+\S+\s+1\s+1\s+0", done.stdout)
+
+
+def test_a_bad_config_exits_2_naming_district_and_key_before_touching_the_database(workdir):
+    (workdir / "districts.yaml").write_text(
+        "districts:\n  - id: oakwood\n    apps: [ixl]\n"
+        "    bands: {excellent: 40, satisfactory: 30, needs improvement: 70, unsatisfactory: 0}\n"
+        "  - id: Bad-Id\n    apps: [ixl]\n"
+    )
+    done = run([], workdir)
+    assert done.returncode == 2
+    assert "district 'oakwood': bands must be four strictly decreasing lower bounds" in done.stderr
+    assert "[40, 30, 70, 0]" in done.stderr and "district 'Bad-Id': district id must match" in done.stderr
+    assert not (workdir / "analytics.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--district", "nowhere"], "--district: not in districts.yaml: 'nowhere'"),
+        (["--jobs", "dailypull,teleport"], "--jobs: unknown job(s) 'teleport'"),
+        (["--as-of", "2026-02-30"], "expected a day as YYYY-MM-DD; got '2026-02-30'"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_usage_exits_2(workdir, args, message):
+    done = run(args, workdir)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_an_unreachable_database_exits_1_without_the_password(workdir):
+    done = run([], workdir, DATABASE_URL="postgresql+psycopg2://analyst:s3cret@127.0.0.1:1/test")
+    assert done.returncode == 1
+    assert "cannot reach the database postgresql+psycopg2://analyst:***@127.0.0.1:1/test" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_a_failed_job_exits_1(workdir):
+    with sqlite3.connect(workdir / "analytics.db") as db:  # a table in the way of the publish
+        db.execute("create table dataframe_alpha (student_id text primary key, junk text not null)")
+    done = run(["--as-of", "2026-11-22"], workdir)
+    assert done.returncode == 1
+    assert "FAILED: dailypull alpha" in done.stdout
+
+
+def test_demo_on_a_fresh_directory(tmp_path):
+    done = run(["--demo", "--as-of", "2026-11-22"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for text in ("1 assessment", "2 forecast", "3 this year's average", "4 older average", "none",
+                 "excellent", "satisfactory", "needs improvement", "unsatisfactory", "rows quarantined",
+                 "top apps this school year"):
+        assert text in done.stdout
+    with sqlite3.connect(tmp_path / "demo" / "analytics.db") as db:
+        students = sum(db.execute(f"select count(*) from dataframe_{d}").fetchone()[0]
+                       for d in ("springfield", "shelbyville", "ogdenville"))
+        types = {t for (t,) in db.execute("select distinct type from dataframe_springfield")}
+        bands = {b for (b,) in db.execute("select distinct performance from dataframe_shelbyville")}
+        apps = [len([c for c in db.execute(f"pragma table_info(dataframe_{d})") if c[1].startswith("app_")])
+                for d in ("springfield", "shelbyville", "ogdenville")]
+        statuses = dict(db.execute("select status, count(*) from ingested_files group by status").fetchall())
+    assert 1900 <= students <= 2100
+    assert types == {1, 2, 3, 4, None}
+    assert bands == {"excellent", "satisfactory", "needs improvement", "unsatisfactory", None}
+    assert all(8 <= n <= 12 for n in apps)
+    assert statuses["duplicate"] == 3 and "failed" not in statuses
+
+
+def test_every_flag_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    flags = [s for action in trigger.parser()._actions for s in action.option_strings if s.startswith("--")]
+    assert flags, "no flags found"
+    missing = [f for f in flags if f not in readme and f != "--help"]
+    assert not missing, f"README.md does not mention {missing}"
+
+
+def test_ci_runs_the_readmes_test_command():
+    readme = (REPO / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    assert len(commands) == 2, "the README starts with two setup commands"
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command in (REPO / ".ci" / "run").read_text()
