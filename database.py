@@ -110,6 +110,10 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
     """
     if frame.empty:
         return 0
+    unknown = set(frame.columns) - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+    frame = frame[[c for c in table.c.keys() if c in frame.columns]]  # the INSERT's column order
     if is_postgres(conn):
         from psycopg2 import sql
 

@@ -21,7 +21,7 @@ from analytics.landing_rows import KINDS, reason_category, validate
 from config import District, Settings
 from database import bulk_insert, upsert_from_select, upsert_rows
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult
-from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, sha256_of
+from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     try:
-        sha = sha256_of(file.path)
+        sha, size = fingerprint(file.path)
     except OSError as exc:
         return FileOutcome("skipped", error=f"cannot be read now: {exc}")
 
@@ -131,7 +131,7 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext)
 
     try:
         with engine.begin() as conn:
-            outcome = _load(conn, district, file, sha, started)
+            outcome = _load(conn, district, file, sha, size, started)
     except (FileUnreadable, FileChanged) as exc:
         with engine.begin() as conn:
             _record(conn, district, file, sha, started, status=FAILED_FILE, error=str(exc))
@@ -156,7 +156,7 @@ def _stage_table(kind_name: str) -> Table:
     )
 
 
-def _load(conn, district: District, file: LandingFile, sha: str, started: datetime) -> FileOutcome:
+def _load(conn, district: District, file: LandingFile, sha: str, size: int, started: datetime) -> FileOutcome:
     kind = KINDS[file.kind]
     target = SOURCE_TABLES[file.kind]
     previous = _manifest_row(conn, district, file, sha)
@@ -166,7 +166,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, started: dateti
     file_id = conn.execute(
         ingested_files.insert().values(
             district_id=district.id, path=file.relpath, school=file.school, sha256=sha,
-            bytes=file.bytes, kind=file.kind, format=file.format, status="loading",
+            bytes=size, kind=file.kind, format=file.format, status="loading",
             arrived_at=file.modified_at, started_at=started,
         ).returning(ingested_files.c.file_id)
     ).scalar_one()
@@ -175,7 +175,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, started: dateti
     stage.create(conn)
     loaded = rejected = 0
     reasons: Counter = Counter()
-    with FileReader(file) as reader:
+    with FileReader(file, size) as reader:
         for chunk in reader.chunks():
             good, bad = validate(kind, chunk.cells)
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
@@ -186,7 +186,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, started: dateti
                 ))
                 reasons.update(reason_category(bad["reason"]))
         notes = list(reader.notes)
-        if reader.sha256() != sha:
+        if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
 
     notes += _merge(conn, district, kind, stage, target, file_id)

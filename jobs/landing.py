@@ -98,34 +98,41 @@ def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
     return sorted(found, key=lambda f: (f.modified_at, f.relpath))
 
 
-def sha256_of(path: Path) -> str:
+def fingerprint(path: Path) -> tuple[str, int]:
+    """(sha256 hex digest, size in bytes) of the file as it is now."""
     digest = hashlib.sha256()
+    size = 0
     with open(path, "rb") as handle:
         while block := handle.read(_HASH_BLOCK):
             digest.update(block)
-    return digest.hexdigest()
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 class HashingReader(io.RawIOBase):
-    """A binary stream that hashes every byte read through it."""
+    """A binary stream that hashes every byte read through it and stops after `limit` bytes,
+    so a file that a sync is still appending to is read only as far as it was fingerprinted."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, limit: int):
         self._raw = raw
+        self._left = limit
         self.digest = hashlib.sha256()
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        count = self._raw.readinto(buffer)
+        view = memoryview(buffer)[: self._left]
+        count = self._raw.readinto(view) if len(view) else 0
         if count:
-            self.digest.update(memoryview(buffer)[:count])
+            self.digest.update(view[:count])
+            self._left -= count
         return count
 
     def drain(self) -> str:
-        """Read to the end (hashing) and return the hex digest of every byte of the file."""
-        while chunk := self._raw.read(_HASH_BLOCK):
-            self.digest.update(chunk)
+        """Read up to the limit (hashing) and return the hex digest of everything read."""
+        while self.readinto(bytearray(min(_HASH_BLOCK, self._left) or 1)):
+            pass
         return self.digest.hexdigest()
 
 
@@ -179,20 +186,21 @@ def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[st
 class FileReader:
     """Reads one landing file as chunks of text cells; use as a context manager.
 
-    Iterating `chunks()` parses the file and raises FileUnreadable when the whole file
-    cannot be read. `notes` collects remarks (extra columns). After iterating, `sha256()`
-    is the digest of the bytes actually read, to compare with the fingerprint taken before.
+    Iterating `chunks()` parses the first `size` bytes (the fingerprinted ones) and raises
+    FileUnreadable when the whole file cannot be read. `notes` collects remarks (extra
+    columns). After iterating, `unchanged(sha)` tells whether the file stayed as fingerprinted.
     """
 
-    def __init__(self, file: LandingFile, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, file: LandingFile, size: int, chunk_rows: int = CHUNK_ROWS):
         self.file = file
+        self.size = size
         self.kind = KINDS[file.kind]
         self.chunk_rows = chunk_rows
         self.notes: list[str] = []
 
     def __enter__(self) -> FileReader:
         self._handle = open(self.file.path, "rb", buffering=0)
-        self._hasher = HashingReader(self._handle)
+        self._hasher = HashingReader(self._handle, self.size)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -209,5 +217,6 @@ class FileReader:
         except HeaderError as exc:
             raise FileUnreadable(str(exc)) from None
 
-    def sha256(self) -> str:
-        return self._hasher.drain()
+    def unchanged(self, sha: str) -> bool:
+        """Whether the bytes read are the fingerprinted ones and the file has not grown since."""
+        return self._hasher.drain() == sha and os.fstat(self._handle.fileno()).st_size == self.size

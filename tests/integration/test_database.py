@@ -1,0 +1,48 @@
+"""The shared write paths, on SQLite and PostgreSQL."""
+from datetime import date, datetime, timezone
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from database import bulk_insert, read_frame
+from models import job_runs, rejected_rows, usage
+
+
+def test_bulk_insert_matches_columns_by_name_whatever_their_order(engine):
+    frame = pd.DataFrame({
+        "raw": ["a,b", None], "line": [3, 4], "reason": ["r1", "r2"],
+        "path": ["d/x.csv", "d/x.csv"], "district_id": ["d", "d"], "file_id": [7, 7],
+    })
+    with engine.begin() as conn:
+        assert bulk_insert(conn, rejected_rows, frame) == 2
+        rows = conn.execute(select(rejected_rows.c.file_id, rejected_rows.c.line, rejected_rows.c.reason,
+                                   rejected_rows.c.raw).order_by(rejected_rows.c.line)).all()
+    assert [tuple(r) for r in rows] == [(7, 3, "r1", "a,b"), (7, 4, "r2", None)]
+
+
+def test_bulk_insert_round_trips_dates_timestamps_and_missing_values(engine):
+    frame = pd.DataFrame({
+        "district_id": ["d", "d"], "student_id": ["s,1", 'q"uote'], "app": ["ixl", "ixl"],
+        "date": pd.to_datetime(["2026-09-01", "2026-09-02"]), "minutes": [12.5, 0.1 + 0.2],
+        "sessions": pd.Series([3, pd.NA], dtype="Int64"), "file_id": [1, 1],
+    })
+    with engine.begin() as conn:
+        bulk_insert(conn, usage, frame)
+        bulk_insert(conn, job_runs, pd.DataFrame({
+            "cycle_id": ["c"], "job": ["ingest"], "status": ["succeeded"],
+            "started_at": [datetime(2026, 11, 22, 2, 0, 0, 123456, tzinfo=timezone.utc)],
+        }))
+        back = read_frame(conn, select(usage.c.student_id, usage.c.date, usage.c.minutes, usage.c.sessions)
+                          .order_by(usage.c.date))
+        started = conn.execute(select(job_runs.c.started_at)).scalar_one()
+    assert back["student_id"].tolist() == ["s,1", 'q"uote']
+    assert back["date"].tolist() == [date(2026, 9, 1), date(2026, 9, 2)]
+    assert back["minutes"].tolist() == [12.5, 0.1 + 0.2]  # exact, not rounded through text
+    assert back["sessions"].tolist()[0] == 3 and pd.isna(back["sessions"].tolist()[1])
+    assert started.replace(tzinfo=timezone.utc) == datetime(2026, 11, 22, 2, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+def test_bulk_insert_refuses_unknown_columns(engine):
+    with engine.begin() as conn, pytest.raises(ValueError, match=r"rejected_rows has no column\(s\) \['nope'\]"):
+        bulk_insert(conn, rejected_rows, pd.DataFrame({"nope": [1]}))

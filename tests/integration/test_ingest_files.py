@@ -1,0 +1,82 @@
+"""Ingest of compressed files and of files that cannot be read, on SQLite and PostgreSQL."""
+import gzip
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+import config
+from jobs import ingest
+from jobs.cycle import run_cycle
+from models import ingested_files, usage
+
+USAGE = "student_id,app,date,minutes\n" + "".join(f"s{i},ixl,2026-09-01,{i % 50}\n" for i in range(300))
+
+
+def settings():
+    return config.parse({"districts": [{"id": "alpha", "apps": ["ixl"]}]})
+
+
+def ingest_once(engine, landing):
+    s = settings()
+    return run_cycle(engine, s, districts=list(s.districts), jobs=["ingest"], as_of=date(2026, 11, 22),
+                     landing_dir=landing).records[0].result
+
+
+def manifest(engine):
+    with engine.connect() as conn:
+        return {r.path: (r.status, r.rows_loaded, r.error) for r in conn.execute(select(ingested_files))}
+
+
+def test_gzip_csv_loads_like_csv(engine, tmp_path):
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "alpha" / "usage.csv.gz").write_bytes(gzip.compress(USAGE.encode()))
+    result = ingest_once(engine, tmp_path)
+    assert result.status == "succeeded" and result.rows_out == 300
+    assert manifest(engine)["alpha/usage.csv.gz"] == ("loaded", 300, None)
+
+
+def test_a_truncated_gzip_fails_and_the_other_files_load(engine, tmp_path):
+    (tmp_path / "alpha").mkdir()
+    whole = gzip.compress(USAGE.encode())
+    (tmp_path / "alpha" / "usage_cut.csv.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "alpha" / "usage_ok.csv").write_text("student_id,app,date,minutes\nz1,ixl,2026-09-01,5\n")
+    result = ingest_once(engine, tmp_path)
+    assert result.status == "completed_with_errors"
+    status, loaded, error = manifest(engine)["alpha/usage_cut.csv.gz"]
+    assert (status, loaded) == ("failed", 0) and error.startswith("the compressed file is truncated or corrupt")
+    with engine.connect() as conn:  # nothing of the cut file, all of the good one
+        assert conn.execute(select(func.count()).select_from(usage)).scalar_one() == 1
+
+
+def test_an_empty_file_and_a_header_only_file(engine, tmp_path):
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "alpha" / "usage_empty.csv").write_text("")
+    (tmp_path / "alpha" / "usage_header.csv").write_text("student_id,app,date,minutes\n")
+    ingest_once(engine, tmp_path)
+    found = manifest(engine)
+    assert found["alpha/usage_empty.csv"] == ("failed", 0, "the file is empty: a header row is required")
+    assert found["alpha/usage_header.csv"] == ("loaded", 0, None)
+
+
+def test_a_file_that_changes_while_it_is_read_is_not_loaded_and_is_retried(engine, tmp_path, monkeypatch):
+    (tmp_path / "alpha").mkdir()
+    path = tmp_path / "alpha" / "usage.csv"
+    path.write_text(USAGE)
+    real_validate = ingest.validate
+
+    def validate_while_the_sync_appends(kind, cells):
+        with open(path, "a") as handle:  # a school server still writing the file
+            handle.write("s999,ixl,2026-09-02,5\n")
+        return real_validate(kind, cells)
+
+    monkeypatch.setattr(ingest, "validate", validate_while_the_sync_appends)
+    result = ingest_once(engine, tmp_path)
+    [(status, loaded, error)] = manifest(engine).values()
+    assert status == "failed" and error.startswith("the file changed while it was being read")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(usage)).scalar_one() == 0
+
+    monkeypatch.undo()
+    result = ingest_once(engine, tmp_path)
+    assert result.rows_out == 301
