@@ -20,6 +20,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, and_, delete, func, lit
 from analytics.landing_rows import KINDS, reason_category, validate
 from config import District, Settings
 from database import bulk_insert, upsert_from_select, upsert_rows
+from jobs.decrypt import remove_stale_folders
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult
 from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
@@ -52,6 +53,7 @@ def unconfigured_folders(landing_dir: Path, settings: Settings) -> list[str]:
 
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
+    remove_stale_folders()
     files = discover(ctx.landing_dir, district.id)
     counts: Counter = Counter()
     reasons: Counter = Counter()
@@ -101,7 +103,7 @@ def _record(conn, district: District, file: LandingFile, sha: str, started: date
     """Write (insert or update) the manifest row of a file that did not load."""
     row = {
         "district_id": district.id, "path": file.relpath, "school": file.school, "sha256": sha,
-        "bytes": file.bytes, "kind": file.kind, "format": file.format, "arrived_at": file.modified_at,
+        "bytes": file.bytes, "kind": file.kind, "format": file.ending, "arrived_at": file.modified_at,
         "started_at": started, "finished_at": datetime.now(timezone.utc),
         "rows_loaded": 0, "rows_rejected": 0, "error": None, "notes": None, **values,
     }
@@ -166,7 +168,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     file_id = conn.execute(
         ingested_files.insert().values(
             district_id=district.id, path=file.relpath, school=file.school, sha256=sha,
-            bytes=size, kind=file.kind, format=file.format, status="loading",
+            bytes=size, kind=file.kind, format=file.ending, status="loading",
             arrived_at=file.modified_at, started_at=started,
         ).returning(ingested_files.c.file_id)
     ).scalar_one()

@@ -1,8 +1,9 @@
 """The landing folder: which files a district has, what kind and format each is, and
 reading a file as chunks of text cells with line numbers.
 
-Readers hash the bytes as they read them, so the ingest job can tell that a file changed
-between the moment it was fingerprinted and the moment it was parsed.
+Every format is read in chunks of at most CHUNK_ROWS rows, so memory follows the chunk
+size, not the file. Streams are read only as far as the file was fingerprinted, and the
+fingerprint is taken again afterwards, so a file that changed while it was read is caught.
 """
 from __future__ import annotations
 
@@ -10,22 +11,30 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import logging
 import os
 import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from analytics.landing_rows import KINDS, HeaderError, Kind, check_header
+from jobs.decrypt import DecryptionError, decrypted
 
 log = logging.getLogger(__name__)
 
-# Longest first, so "x.csv.gz" is gz-compressed CSV and not an unknown ".gz".
-FORMATS = (".csv.gz", ".csv")
+# Longest first, so "x.csv.gz" is gz-compressed CSV and not an unknown ".gz". Each may
+# also carry a further ".gpg" ending: OpenPGP-encrypted.
+FORMATS = (".csv.gz", ".csv", ".parquet", ".jsonl")
+ENCRYPTED = ".gpg"
 CHUNK_ROWS = 100_000
 _HASH_BLOCK = 1 << 20
 
@@ -41,25 +50,34 @@ class LandingFile:
     district_id: str
     school: str | None  # the first folder under the district's folder
     kind: str | None  # None: the name does not start with a known kind
-    format: str | None  # None: the ending is not a known format
+    format: str | None  # ".csv", ".csv.gz", ".parquet" or ".jsonl"; None: not a known ending
+    encrypted: bool  # a further ".gpg" ending
     bytes: int
     modified_at: datetime
+
+    @property
+    def ending(self) -> str | None:
+        """The format as the manifest records it, e.g. ".parquet.gpg"."""
+        return None if self.format is None else self.format + (ENCRYPTED if self.encrypted else "")
 
     @property
     def problem(self) -> str | None:
         if self.kind is None:
             return f"file name must start with one of {', '.join(KINDS)}"
         if self.format is None:
-            return f"file name must end with one of {', '.join(FORMATS)}"
+            return f"file name must end with one of {', '.join(FORMATS)}, each optionally followed by {ENCRYPTED}"
         return None
 
 
-def classify(name: str) -> tuple[str | None, str | None]:
-    """(kind, format) from a file name: kind from its start, format from its ending."""
+def classify(name: str) -> tuple[str | None, str | None, bool]:
+    """(kind, format, encrypted) from a file name: kind from its start, format from its ending."""
     lower = name.lower()
     kind = next((k for k in sorted(KINDS, key=len, reverse=True) if lower.startswith(k)), None)
+    encrypted = lower.endswith(ENCRYPTED)
+    if encrypted:
+        lower = lower.removesuffix(ENCRYPTED)
     fmt = next((f for f in FORMATS if lower.endswith(f)), None)
-    return kind, fmt
+    return kind, fmt, encrypted
 
 
 def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
@@ -84,7 +102,7 @@ def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
             if not path.is_file():
                 continue
             parts = path.relative_to(root).parts
-            kind, fmt = classify(name)
+            kind, fmt, encrypted = classify(name)
             found.append(LandingFile(
                 path=path,
                 relpath="/".join((district_id, *parts)),
@@ -92,6 +110,7 @@ def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
                 school=parts[0] if len(parts) > 1 else None,
                 kind=kind,
                 format=fmt,
+                encrypted=encrypted,
                 bytes=stat.st_size,
                 modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             ))
@@ -109,14 +128,13 @@ def fingerprint(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-class HashingReader(io.RawIOBase):
-    """A binary stream that hashes every byte read through it and stops after `limit` bytes,
-    so a file that a sync is still appending to is read only as far as it was fingerprinted."""
+class BoundedReader(io.RawIOBase):
+    """A binary stream that ends after `limit` bytes, so a file that a sync is still
+    appending to is read only as far as it was fingerprinted."""
 
     def __init__(self, raw, limit: int):
         self._raw = raw
         self._left = limit
-        self.digest = hashlib.sha256()
 
     def readable(self) -> bool:
         return True
@@ -124,16 +142,8 @@ class HashingReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         view = memoryview(buffer)[: self._left]
         count = self._raw.readinto(view) if len(view) else 0
-        if count:
-            self.digest.update(view[:count])
-            self._left -= count
+        self._left -= count or 0
         return count
-
-    def drain(self) -> str:
-        """Read up to the limit (hashing) and return the hex digest of everything read."""
-        while self.readinto(bytearray(min(_HASH_BLOCK, self._left) or 1)):
-            pass
-        return self.digest.hexdigest()
 
 
 @dataclass
@@ -143,11 +153,19 @@ class Chunk:
 
 
 def _text_stream(binary: io.RawIOBase, fmt: str) -> io.TextIOBase:
-    """Decoded text of a CSV-family file; undecodable bytes become lone surrogates."""
+    """Decoded text of a CSV or JSON-lines file; undecodable bytes become lone surrogates."""
     stream = io.BufferedReader(binary, _HASH_BLOCK)
     if fmt == ".csv.gz":
         stream = gzip.GzipFile(fileobj=stream, mode="rb")
     return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _chunk(names: list[str], columns: list, lines: list[int], raws: list[str], bad: list[tuple]) -> Chunk:
+    cells = pd.DataFrame({name: pd.Series(col, dtype=object) for name, col in zip(names, columns)})
+    cells["line"] = pd.Series(lines, dtype="Int64")
+    cells["raw"] = pd.Series(raws, dtype=object)
+    malformed = pd.DataFrame(bad, columns=["line", "reason", "raw"]).astype({"line": "Int64"})
+    return Chunk(cells=cells, malformed=malformed)
 
 
 def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
@@ -176,11 +194,92 @@ def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[st
         if not rows and not bad:
             return
         columns = list(zip(*rows)) if rows else [()] * width
-        cells = pd.DataFrame({name: pd.Series(col, dtype=object) for name, col in zip(names, columns)})
-        cells["line"] = pd.Series(lines, dtype="Int64")
-        cells["raw"] = pd.Series([",".join(r) for r in rows], dtype=object)
-        malformed = pd.DataFrame(bad, columns=["line", "reason", "raw"]).astype({"line": "Int64"})
-        yield Chunk(cells=cells, malformed=malformed)
+        yield _chunk(names, columns, lines, [",".join(r) for r in rows], bad)
+
+
+def _json_text(value) -> str:
+    """A JSON value as the text a CSV cell would hold ("" for null)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return json.dumps(value)  # never valid where a number, a day or an id is expected
+    return repr(value)
+
+
+def _jsonl_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
+    """One JSON object a line; field names are matched like CSV headers."""
+    checked = False
+    extra: set[str] = set()
+    number = 0
+    while True:
+        objects: list[dict] = []
+        lines: list[int] = []
+        raws: list[str] = []
+        bad: list[tuple[int, str, str]] = []
+        for line in text:
+            number += 1
+            raw = line.rstrip("\r\n")
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                bad.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})", raw))
+                continue
+            if not isinstance(value, dict):
+                bad.append((number, f"expected a JSON object, got {type(value).__name__}", raw))
+                continue
+            objects.append({str(k).strip().lower(): v for k, v in value.items()})
+            lines.append(number)
+            raws.append(raw)
+            if len(objects) + len(bad) >= chunk_rows:
+                break
+        if not objects and not bad:
+            if number == 0:
+                raise FileUnreadable("the file is empty: one JSON object a line is required")
+            break
+        if objects and not checked:  # the first rows stand for the file's fields, as a header does
+            seen = sorted({k for o in objects for k in o})
+            check_header(kind, seen)
+            checked = True
+        extra |= {k for o in objects for k in o} - set(kind.columns)
+        columns = [[_json_text(o.get(c)) for o in objects] for c in kind.columns]
+        yield _chunk(list(kind.columns), columns, lines, raws, bad)
+    if extra:
+        notes.append(f"extra fields ignored: {', '.join(sorted(extra))}")
+
+
+def _arrow_text(array: pa.Array) -> list:
+    """A Parquet column as text cells: days as YYYY-MM-DD, numbers as written, null as ""."""
+    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+        array = pc.strftime(array, format="%Y-%m-%d")
+    elif not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+        array = pc.cast(array, pa.string())
+    return ["" if v is None else v for v in array.to_pylist()]
+
+
+def _parquet_chunks(path: Path, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise FileUnreadable(f"not a readable Parquet file ({exc})") from None
+    original = parquet.schema_arrow.names
+    names, extra = check_header(kind, original)
+    if extra:
+        notes.append(f"extra columns ignored: {', '.join(extra)}")
+    wanted = [(o, n) for o, n in zip(original, names) if n in kind.columns]
+    row = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=[o for o, _ in wanted]):
+            columns = [_arrow_text(batch.column(o)) for o, _ in wanted]
+            lines = list(range(row + 1, row + batch.num_rows + 1))
+            raws = [",".join(values) for values in zip(*columns)] if columns else []
+            row += batch.num_rows
+            yield _chunk([n for _, n in wanted], columns, lines, raws, [])
+    except (pa.ArrowException, OSError) as exc:
+        raise FileUnreadable(f"the Parquet file is corrupt ({exc})") from None
 
 
 class FileReader:
@@ -188,7 +287,8 @@ class FileReader:
 
     Iterating `chunks()` parses the first `size` bytes (the fingerprinted ones) and raises
     FileUnreadable when the whole file cannot be read. `notes` collects remarks (extra
-    columns). After iterating, `unchanged(sha)` tells whether the file stayed as fingerprinted.
+    columns). After iterating, `unchanged(sha)` tells whether the file stayed as it was.
+    Line numbers: CSV, the file's line; JSON lines, the line; Parquet, the row (from 1).
     """
 
     def __init__(self, file: LandingFile, size: int, chunk_rows: int = CHUNK_ROWS):
@@ -197,19 +297,29 @@ class FileReader:
         self.kind = KINDS[file.kind]
         self.chunk_rows = chunk_rows
         self.notes: list[str] = []
+        self._stack = ExitStack()
 
     def __enter__(self) -> FileReader:
-        self._handle = open(self.file.path, "rb", buffering=0)
-        self._hasher = HashingReader(self._handle, self.size)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._handle.close()
+        self._stack.close()  # closes the file and removes any plaintext, whatever happened
 
     def chunks(self) -> Iterator[Chunk]:
         try:
-            text = _text_stream(self._hasher, self.file.format)
-            yield from _csv_chunks(text, self.kind, self.chunk_rows, self.notes)
+            path, limit = self.file.path, self.size
+            if self.file.encrypted:
+                path = self._stack.enter_context(decrypted(path))
+                limit = path.stat().st_size
+            if self.file.format == ".parquet":
+                yield from _parquet_chunks(path, self.kind, self.chunk_rows, self.notes)
+                return
+            handle = self._stack.enter_context(open(path, "rb", buffering=0))
+            text = _text_stream(BoundedReader(handle, limit), self.file.format)
+            read = _jsonl_chunks if self.file.format == ".jsonl" else _csv_chunks
+            yield from read(text, self.kind, self.chunk_rows, self.notes)
+        except DecryptionError as exc:
+            raise FileUnreadable(str(exc)) from None
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise FileUnreadable(f"the compressed file is truncated or corrupt ({exc})") from None
         except csv.Error as exc:
@@ -218,5 +328,8 @@ class FileReader:
             raise FileUnreadable(str(exc)) from None
 
     def unchanged(self, sha: str) -> bool:
-        """Whether the bytes read are the fingerprinted ones and the file has not grown since."""
-        return self._hasher.drain() == sha and os.fstat(self._handle.fileno()).st_size == self.size
+        """Whether the file on disk is still the one that was fingerprinted."""
+        try:
+            return fingerprint(self.file.path) == (sha, self.size)
+        except OSError:
+            return False

@@ -61,3 +61,61 @@ def engine(db_url):
     engine = database.connect(db_url)
     yield engine
     engine.dispose()
+
+
+# --- OpenPGP: a throwaway keyring made by the tests, with the real gpg --------------------
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Keyring:
+    home: Path
+    recipient: str
+    passphrase: str
+
+    def encrypt(self, plain: Path, out: Path) -> Path:
+        subprocess.run(
+            ["gpg", "--homedir", str(self.home), "--batch", "--yes", "--trust-model", "always",
+             "--recipient", self.recipient, "--output", str(out), "--encrypt", str(plain)],
+            check=True, capture_output=True,
+        )
+        return out
+
+
+def _make_keyring(home: Path, name: str, passphrase: str) -> Keyring:
+    home.mkdir(mode=0o700)
+    # No passphrase cache: every decryption must present the passphrase again.
+    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n")
+    recipient = f"{name}@example.org"
+    subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase,
+         "--quick-gen-key", f"{name} <{recipient}>", "future-default", "default", "never"],
+        check=True, capture_output=True,
+    )
+    return Keyring(home, recipient, passphrase)
+
+
+@pytest.fixture(scope="session")
+def keyrings(tmp_path_factory):
+    """(the service's keyring, another party's keyring), each with a fresh key."""
+    if not shutil.which("gpg"):
+        pytest.fail("gpg is not installed: apt-get install gnupg")
+    base = tmp_path_factory.mktemp("gpg")
+    service = _make_keyring(base / "service", "analytics-service", "correct horse battery staple")
+    other = _make_keyring(base / "other", "someone-else", "another secret")
+    yield service, other
+    for ring in (service, other):
+        subprocess.run(["gpgconf", "--homedir", str(ring.home), "--kill", "gpg-agent"], capture_output=True)
+
+
+@pytest.fixture
+def service_keyring(keyrings, monkeypatch):
+    """The service's keyring in GNUPGHOME and its passphrase in ANALYTICS_GPG_PASSPHRASE."""
+    service, _ = keyrings
+    monkeypatch.setenv("GNUPGHOME", str(service.home))
+    monkeypatch.setenv("ANALYTICS_GPG_PASSPHRASE", service.passphrase)
+    return service
