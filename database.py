@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Engine, Table, create_engine, event, inspect, true
+from sqlalchemy import Column, Engine, Table, create_engine, delete, event, inspect, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
@@ -210,3 +210,38 @@ def describe(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unparseable DATABASE_URL)"
+
+
+def _canonical(frame: pd.DataFrame, table: Table, columns: list[str]) -> pd.DataFrame:
+    """Rows as text, one spelling per value, sorted by the table's key: for comparing."""
+    out = {}
+    for name in columns:
+        column_type = table.c[name].type
+        values = frame[name]
+        if isinstance(column_type, Date):
+            values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+        elif isinstance(column_type, Float):
+            values = pd.to_numeric(values).astype("float64").round(9)
+        elif isinstance(column_type, (Integer, SmallInteger, BigInteger)):
+            values = pd.to_numeric(values).astype("Int64")
+        out[name] = values.astype("string").fillna("<null>")
+    key = [c.name for c in table.primary_key.columns if c.name in columns]
+    return pd.DataFrame(out, index=frame.index).sort_values(key, ignore_index=True)
+
+
+def replace_district_rows(conn: Connection, table: Table, district_id: str, frame: pd.DataFrame,
+                          *, stamp: dict) -> int:
+    """Make `table` hold exactly `frame`'s rows for the district, in the caller's transaction.
+
+    `stamp` (e.g. {"computed_at": now}) is added to written rows. Nothing is written when
+    the published rows already equal `frame`, so a rerun leaves them, stamps included, as
+    they were. Returns the number of rows written.
+    """
+    compared = [c for c in frame.columns if c not in stamp]
+    published = read_frame(conn, select(*(table.c[c] for c in compared)).where(table.c.district_id == district_id))
+    if len(published) == len(frame) and _canonical(published, table, compared).equals(
+        _canonical(frame, table, compared)
+    ):
+        return 0
+    conn.execute(delete(table).where(table.c.district_id == district_id))
+    return bulk_insert(conn, table, frame.assign(**stamp))

@@ -8,7 +8,7 @@ from analytics.bands import BAND_ORDER
 from config import District
 from database import existing_columns, read_frame
 from jobs.cycle import CycleResult
-from models import dataframe_table, ingested_files
+from models import dataframe_table, district_app_summary, ingested_files
 
 TYPE_NAMES = {1: "1 assessment", 2: "2 forecast", 3: "3 this year's average", 4: "4 older average"}
 
@@ -48,6 +48,10 @@ def district_report(engine, district: District) -> str:
         if existing_columns(conn, table.name) is None:
             return f"{district.id}: no table yet (run dailypull)"
         frame = read_frame(conn, select(table))
+        summary = read_frame(conn, select(
+            district_app_summary.c.window, district_app_summary.c.performance, district_app_summary.c.app,
+            district_app_summary.c.students, district_app_summary.c.minutes, district_app_summary.c.share,
+        ).where(district_app_summary.c.district_id == district.id))
         files = conn.execute(
             select(ingested_files.c.status, func.count(), func.sum(ingested_files.c.rows_loaded),
                    func.sum(ingested_files.c.rows_rejected))
@@ -61,13 +65,20 @@ def district_report(engine, district: District) -> str:
     )
     crosstab = crosstab.reindex(columns=[b for b in (*BAND_ORDER, "no band") if b in crosstab.columns])
     out.append(_indent(crosstab.to_string()))
-    minutes = frame[[c for c in frame.columns if c.startswith("app_")]].sum().sort_values(ascending=False)
-    total = minutes.sum()
-    top = [f"{app[4:]} {m / 60:,.0f} h ({m / total:.0%})" for app, m in minutes.head(5).items()] if total else []
-    out.append("  top apps this school year: " + (", ".join(top) or "no usage"))
+    for band in ("all", *BAND_ORDER):
+        top = _top_apps(summary, "year_to_date", band)
+        label = "all students" if band == "all" else f"{band} students"
+        if band == "all" or top:
+            out.append(f"  top apps this school year, {label}: {top or 'no usage (run most_used)'}")
     for status, count, loaded, rejected in files:
         out.append(f"  files {status}: {count}, rows loaded {loaded or 0:,}, rows rejected {rejected or 0:,}")
     return "\n".join(out)
+
+
+def _top_apps(summary: pd.DataFrame, window: str, band: str, n: int = 4) -> str:
+    rows = summary.loc[(summary["window"] == window) & (summary["performance"] == band)]
+    rows = rows.sort_values(["minutes", "app"], ascending=[False, True]).head(n)
+    return ", ".join(f"{r.app} {r.minutes / 60:,.0f} h ({r.share:.0%}, {r.students} students)" for r in rows.itertuples())
 
 
 def _indent(text: str) -> str:

@@ -132,6 +132,39 @@ job_runs = Table(
     Column("host", Text),
 )
 
+# Output of the most_used job (CONTRACT.md, Tables). `window` is year_to_date, assessment or
+# latest; `share` is the app's part of the student's minutes in that window (0..1).
+most_used_software = Table(
+    "most_used_software",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("type", SmallInteger),
+    Column("window", String(16), primary_key=True),
+    Column("rank", SmallInteger, primary_key=True),
+    Column("app", String(41), nullable=False),
+    Column("minutes", Float, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("window_start", Date, nullable=False),
+    Column("window_end", Date, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Per window and band (and "all"): how many students used each app, for how long, and the
+# app's part of the group's minutes.
+district_app_summary = Table(
+    "district_app_summary",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("window", String(16), primary_key=True),
+    Column("performance", String(24), primary_key=True),
+    Column("app", String(41), primary_key=True),
+    Column("students", Integer, nullable=False),
+    Column("minutes", Float, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
 DATAFRAME_COLUMNS = (
     "student_id", "school_id", "grade", "type", "score", "performance",
     "total_minutes", "active_days", "first_active", "last_active",
