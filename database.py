@@ -6,6 +6,7 @@ dialect's own quoting; values always travel as bound parameters or COPY data.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import DDLElement
-from sqlalchemy.types import BigInteger, Date, DateTime, Float, Integer, SmallInteger
+from sqlalchemy.types import BigInteger, Date, DateTime, Float, Integer, SmallInteger, String
 
 from models import metadata
 
@@ -61,6 +62,12 @@ def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def lock_key(*parts: str) -> int:
+    """A stable signed 64-bit key for a PostgreSQL advisory lock, from names."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 # --- frames in and out -------------------------------------------------------------------
 
 def _sqlite_rows(frame: pd.DataFrame, table: Table) -> list[tuple]:
@@ -77,6 +84,8 @@ def _sqlite_rows(frame: pd.DataFrame, table: Table) -> list[tuple]:
             values = values.astype("Int64")
         elif isinstance(column_type, Float):
             values = values.astype("float64")
+        elif isinstance(column_type, String):  # empty text is NULL, as COPY reads it
+            values = values.astype(object).where(values.astype("string").fillna("").ne(""))
         array = values.astype(object).to_numpy()
         columns.append(np.where(pd.isna(array), None, array))
     return list(zip(*columns))
@@ -96,8 +105,11 @@ def _copy_text(frame: pd.DataFrame, table: Table) -> io.StringIO:
             values = values.astype("Int64")
         columns[name] = values
     buffer = io.StringIO()
+    # "\r\n" as the line end makes the writer quote any field holding \r or \n, which COPY
+    # would otherwise read as the end of a row.
     pd.DataFrame(columns, index=frame.index).to_csv(
-        buffer, header=False, index=False, na_rep="", quoting=csv.QUOTE_MINIMAL, float_format="%.17g"
+        buffer, header=False, index=False, na_rep="", quoting=csv.QUOTE_MINIMAL, float_format="%.17g",
+        lineterminator="\r\n",
     )
     buffer.seek(0)
     return buffer

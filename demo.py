@@ -107,7 +107,7 @@ def _district_files(folder: Path, d: DemoDistrict, year, as_of: date, rng: np.ra
     pairs["app"] = [
         d.apps[i] for k in per_student for i in rng.choice(len(d.apps), size=k, replace=False, p=popularity)
     ]
-    first_day = year.start + timedelta(days=14)
+    first_day = min(year.start + timedelta(days=14), as_of)  # school starts two weeks in
     days = pd.date_range(first_day, as_of, freq="D")
     weekday = days.dayofweek < 5
     p_day = np.where(weekday, 0.55, 0.06)[None, :] * (0.3 + engagement[pairs["student"].to_numpy()])[:, None]

@@ -12,7 +12,7 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 import config
 import database
@@ -30,7 +30,10 @@ def _day(text: str) -> date:
 
 
 def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected job names separated by commas; got {text!r}")
+    return names
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     url = os.environ.get("DATABASE_URL", database.DEFAULT_URL)
     try:
         engine = database.connect(url)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        print(f"error: DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", file=sys.stderr)
+        return 2
     except OperationalError as exc:
         print(f"error: cannot reach the database {database.describe(url)}: {exc.orig}", file=sys.stderr)
         return 1

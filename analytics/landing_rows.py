@@ -107,7 +107,7 @@ def _identifier(cells: pd.Series, name: str, *, required: bool, max_len: int = S
 
 def _app(cells: pd.Series):
     values = cells.str.strip()
-    bad = ~values.str.match(APP_ID.pattern)
+    bad = ~values.str.fullmatch(APP_ID.pattern).fillna(False).astype(bool)
     return values, _flag(_none(cells.index), bad, values, f"app {{}} does not match {APP_ID.pattern}")
 
 
@@ -202,10 +202,13 @@ def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
         else:  # pragma: no cover - KINDS and this dispatch are written together
             raise AssertionError(column)
         reasons.append(reason)
+    nul = raw.str.contains("\x00", regex=False)  # no database text type can hold it
+    reasons.insert(0, _flag(_none(cells.index), nul, raw, "contains a NUL character"))
     reasons.insert(0, _flag(_none(cells.index), undecodable, raw, "bytes are not valid UTF-8"))
     reason = _fold(reasons, cells.index)
     bad = reason.notna()
     good = pd.DataFrame({"line": cells["line"].astype("Int64"), **typed}).loc[~bad]
     good = good.astype({c: "string" for c in good.columns if good[c].dtype == object})
+    raw = raw.str.replace("\x00", "\ufffd", regex=False)
     rejected = pd.DataFrame({"line": cells["line"].astype("Int64"), "reason": reason, "raw": raw}).loc[bad]
     return good.reset_index(drop=True), rejected.reset_index(drop=True)

@@ -8,6 +8,7 @@ import pandas as pd
 from analytics.school_year import SchoolYear
 
 ASSESSMENT, FORECAST, YEAR_AVERAGE, OLDER_AVERAGE = 1, 2, 3, 4
+SCORE_DECIMALS = 6
 
 
 def _in_year(frame: pd.DataFrame, column: str, year: SchoolYear, as_of: date) -> pd.DataFrame:
@@ -31,7 +32,8 @@ def student_types(
       averages:    student_id, school_year ("2025-26"), as_of (day), score (points)
     `year` is the school year containing `as_of`; rows dated after `as_of` are not known yet.
     Output: student_id (string), type (Int64: 1 assessment mean, 2 latest forecast,
-    3 this year's average, 4 most recent older average), score (Float64, points), one row
+    3 this year's average, 4 most recent older average), score (Float64, points rounded
+    to 6 decimals), one row
     per student that has any of these; students with none are absent (type NULL).
     """
     mean_assessment = (
@@ -63,6 +65,9 @@ def student_types(
         })
     return (
         pd.concat(candidates, ignore_index=True)
+        # A mean like (68.1 + 69.1 + 69.8) / 3 comes out as 68.99999999999999; rounding to
+        # 1e-6 points keeps it on the bound it means, for banding and for the dashboard.
+        .assign(score=lambda f: f["score"].astype("float64").round(SCORE_DECIMALS))
         .sort_values(["student_id", "type"], kind="stable")
         .drop_duplicates("student_id", keep="first")
         .astype({"student_id": "string", "type": "Int64", "score": "Float64"})

@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.exc import DataError
 from sqlalchemy import Column, Integer, MetaData, Table, and_, delete, func, literal, select, update
 
 from analytics.landing_rows import KINDS, reason_category, validate
 from config import District, Settings
-from database import bulk_insert, upsert_from_select, upsert_rows
+from database import bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
 from jobs.decrypt import remove_stale_folders
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult
 from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, fingerprint
@@ -28,6 +29,7 @@ from models import SOURCE_TABLES, ingested_files, rejected_rows
 log = logging.getLogger(__name__)
 
 LOADED, DUPLICATE, FAILED_FILE = "loaded", "duplicate", "failed"
+UNREADABLE = "unreadable"  # the sha256 recorded for a file that could not even be opened
 
 
 class FileChanged(Exception):
@@ -55,6 +57,14 @@ def unconfigured_folders(landing_dir: Path, settings: Settings) -> list[str]:
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     remove_stale_folders()
     files = discover(ctx.landing_dir, district.id)
+    if ctx.force:  # replay files in the order they were first loaded, then new ones by arrival
+        with engine.connect() as conn:
+            loaded_at = dict(conn.execute(
+                select(ingested_files.c.path, func.max(ingested_files.c.file_id))
+                .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
+                .group_by(ingested_files.c.path)
+            ).all())
+        files.sort(key=lambda f: (loaded_at.get(f.relpath, float("inf")), f.modified_at, f.relpath))
     counts: Counter = Counter()
     reasons: Counter = Counter()
     result = JobResult()
@@ -78,25 +88,41 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     return result
 
 
-def _manifest_row(conn, district: District, file: LandingFile, sha: str):
+def _latest_version(conn, district: District, relpath: str):
+    """The manifest row of the version of `relpath` whose rows are in the tables, if any."""
     return conn.execute(
-        select(ingested_files.c.file_id, ingested_files.c.status).where(
-            ingested_files.c.district_id == district.id,
-            ingested_files.c.path == file.relpath,
-            ingested_files.c.sha256 == sha,
-        )
+        select(ingested_files.c.file_id, ingested_files.c.sha256, ingested_files.c.status)
+        .where(ingested_files.c.district_id == district.id, ingested_files.c.path == relpath,
+               ingested_files.c.status.in_((LOADED, DUPLICATE)))
+        .order_by(ingested_files.c.file_id.desc()).limit(1)
     ).first()
 
 
 def _loaded_elsewhere(conn, district: District, file: LandingFile, sha: str) -> str | None:
+    """Another path whose current (latest loaded) version has exactly these bytes."""
+    latest = (
+        select(func.max(ingested_files.c.file_id).label("file_id"))
+        .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
+        .group_by(ingested_files.c.path)
+    )
     return conn.execute(
         select(ingested_files.c.path).where(
-            ingested_files.c.district_id == district.id,
+            ingested_files.c.file_id.in_(latest),
             ingested_files.c.sha256 == sha,
             ingested_files.c.status == LOADED,
             ingested_files.c.path != file.relpath,
         ).order_by(ingested_files.c.file_id).limit(1)
     ).scalar()
+
+
+def _lock_district(conn, district: District) -> None:
+    """Serialise concurrent ingests of one district until this transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock on a stable 64-bit key. SQLite: the
+    transaction already holds the database's write lock (BEGIN IMMEDIATE).
+    """
+    if is_postgres(conn):
+        conn.execute(select(func.pg_advisory_xact_lock(lock_key("ingest", district.id))))
 
 
 def _record(conn, district: District, file: LandingFile, sha: str, started: datetime, **values) -> None:
@@ -116,33 +142,40 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext)
     try:
         sha, size = fingerprint(file.path)
     except OSError as exc:
-        return FileOutcome("skipped", error=f"cannot be read now: {exc}")
-
-    with engine.begin() as conn:
-        known = _manifest_row(conn, district, file, sha)
-        if known is not None and known.status in (LOADED, DUPLICATE) and not ctx.force:
-            return FileOutcome("skipped")
-        if file.problem:
-            _record(conn, district, file, sha, started, status=FAILED_FILE, error=file.problem)
-            return FileOutcome(FAILED_FILE, error=file.problem)
-        original = _loaded_elsewhere(conn, district, file, sha)
-        if original is not None:
-            _record(conn, district, file, sha, started, status=DUPLICATE, notes=f"same bytes as {original}")
-            log.info("%s: %s: duplicate of %s, not loaded again", district.id, file.relpath, original)
-            return FileOutcome(DUPLICATE)
+        error = f"cannot be read: {exc.strerror or exc}"
+        with engine.begin() as conn:
+            _record(conn, district, file, UNREADABLE, started, status=FAILED_FILE, error=error)
+        return FileOutcome(FAILED_FILE, error=error)
 
     try:
         with engine.begin() as conn:
+            _lock_district(conn, district)
+            latest = _latest_version(conn, district, file.relpath)
+            if latest is not None and latest.sha256 == sha and not ctx.force:
+                return FileOutcome("skipped")
+            if file.problem:
+                _record(conn, district, file, sha, started, status=FAILED_FILE, error=file.problem)
+                return FileOutcome(FAILED_FILE, error=file.problem)
+            original = _loaded_elsewhere(conn, district, file, sha)
+            if original is not None:
+                _record(conn, district, file, sha, started, status=DUPLICATE, notes=f"same bytes as {original}")
+                log.info("%s: %s: duplicate of %s, not loaded again", district.id, file.relpath, original)
+                return FileOutcome(DUPLICATE)
             outcome = _load(conn, district, file, sha, size, started)
     except (FileUnreadable, FileChanged) as exc:
-        with engine.begin() as conn:
-            _record(conn, district, file, sha, started, status=FAILED_FILE, error=str(exc))
-        return FileOutcome(FAILED_FILE, error=str(exc))
-    log.info(
-        "%s: %s: %d rows loaded, %d rejected in %.2fs",
-        district.id, file.relpath, outcome.rows_loaded, outcome.rows_rejected, time.perf_counter() - clock,
-    )
-    return outcome
+        error = str(exc)
+    except DataError as exc:  # a value the checks let through but the database refuses
+        error = f"the database refused a value in this file: {str(exc.orig).splitlines()[0]}"
+        log.exception("%s: %s: %s", district.id, file.relpath, error)
+    else:
+        log.info(
+            "%s: %s: %d rows loaded, %d rejected in %.2fs",
+            district.id, file.relpath, outcome.rows_loaded, outcome.rows_rejected, time.perf_counter() - clock,
+        )
+        return outcome
+    with engine.begin() as conn:
+        _record(conn, district, file, sha, started, status=FAILED_FILE, error=error)
+    return FileOutcome(FAILED_FILE, error=error)
 
 
 def _stage_table(kind_name: str) -> Table:
@@ -161,10 +194,13 @@ def _stage_table(kind_name: str) -> Table:
 def _load(conn, district: District, file: LandingFile, sha: str, size: int, started: datetime) -> FileOutcome:
     kind = KINDS[file.kind]
     target = SOURCE_TABLES[file.kind]
-    previous = _manifest_row(conn, district, file, sha)
-    if previous is not None:  # a retry of a failed file, or --force: replace its record
-        conn.execute(delete(rejected_rows).where(rejected_rows.c.file_id == previous.file_id))
-        conn.execute(delete(ingested_files).where(ingested_files.c.file_id == previous.file_id))
+    previous = select(ingested_files.c.file_id).where(  # a retry, a reload or --force: replace its record
+        ingested_files.c.district_id == district.id, ingested_files.c.path == file.relpath,
+        ingested_files.c.sha256.in_((sha, UNREADABLE)),
+    )
+    ids = [row.file_id for row in conn.execute(previous)]
+    conn.execute(delete(rejected_rows).where(rejected_rows.c.file_id.in_(ids)))
+    conn.execute(delete(ingested_files).where(ingested_files.c.file_id.in_(ids)))
     file_id = conn.execute(
         ingested_files.insert().values(
             district_id=district.id, path=file.relpath, school=file.school, sha256=sha,
@@ -191,7 +227,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
         if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
 
-    notes += _merge(conn, district, kind, stage, target, file_id)
+    notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
     stage.drop(conn)
     if loaded == 0 and rejected == 0:
         notes.append("header only: no rows")
@@ -204,30 +240,37 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=rejected, reasons=reasons)
 
 
-def _merge(conn, district: District, kind, stage: Table, target: Table, file_id: int) -> list[str]:
-    """Merge the staged rows into the source table by key; return notes on what was folded."""
-    key = [c.name for c in target.primary_key.columns if c.name != "district_id"]
-    values = [c for c in kind.columns if c not in key]
+def _merge(conn, district: District, kind, stage: Table, target: Table, file_id: int, *,
+           present: set[str]) -> list[str]:
+    """Merge the staged rows into the source table by key; return notes on what was folded.
+
+    Only the columns the file has are written: a roster without grades keeps the grades.
+    """
+    key = [stage.c[c.name] for c in target.primary_key.columns if c.name != "district_id"]
+    values = [c for c in kind.columns if c not in {k.name for k in key} and c in present]
     staged = conn.execute(select(func.count()).select_from(stage)).scalar_one()
-    distinct = conn.execute(
-        select(func.count()).select_from(select(*(stage.c[k] for k in key)).group_by(*(stage.c[k] for k in key)).subquery())
-    ).scalar_one()
+    per_key = select(*key).group_by(*key).subquery()
+    distinct = conn.execute(select(func.count()).select_from(per_key)).scalar_one()
     notes = []
-    head = [literal(district.id).label("district_id"), *(stage.c[k] for k in key)]
+    head = [literal(district.id).label("district_id"), *key]
     tail = [literal(file_id).label("file_id")]
     if kind.name == "usage":
-        rows = select(*head, func.sum(stage.c.minutes).label("minutes"),
-                      func.sum(stage.c.sessions).label("sessions"), *tail).group_by(*(stage.c[k] for k in key))
+        rows = select(*head, *(func.sum(stage.c[v]).label(v) for v in values), *tail).group_by(*key)
         if staged > distinct:
             notes.append(f"{staged - distinct} rows repeated a (student, app, date) key: minutes summed")
+            daily = select(func.sum(stage.c.minutes).label("minutes")).group_by(*key).subquery()
+            over = conn.execute(select(func.count()).select_from(daily).where(daily.c.minutes > 1440)).scalar_one()
+            if over:
+                notes.append(f"{over} of those keys sum to more than 1440 minutes a day")
         unlisted = conn.execute(
-            select(stage.c.app, func.count()).where(stage.c.app.not_in(district.apps)).group_by(stage.c.app).order_by(stage.c.app)
+            select(stage.c.app, func.count()).where(stage.c.app.not_in(district.apps))
+            .group_by(stage.c.app).order_by(stage.c.app)
         ).all()
         if unlisted:
             notes.append("usage for apps the district does not list (kept): "
                          + ", ".join(f"{app} ({n} rows)" for app, n in unlisted))
     else:
-        last = select(func.max(stage.c.line)).group_by(*(stage.c[k] for k in key))
+        last = select(func.max(stage.c.line)).group_by(*key)
         rows = select(*head, *(stage.c[v] for v in values), *tail).where(stage.c.line.in_(last))
         if staged > distinct:
             notes.append(f"{staged - distinct} rows repeated a key: the last one of each was kept")

@@ -164,8 +164,17 @@ def _chunk(names: list[str], columns: list, lines: list[int], raws: list[str], b
     cells = pd.DataFrame({name: pd.Series(col, dtype=object) for name, col in zip(names, columns)})
     cells["line"] = pd.Series(lines, dtype="Int64")
     cells["raw"] = pd.Series(raws, dtype=object)
-    malformed = pd.DataFrame(bad, columns=["line", "reason", "raw"]).astype({"line": "Int64"})
+    malformed = pd.DataFrame(
+        {"line": pd.Series([b[0] for b in bad], dtype="Int64"),
+         "reason": pd.Series([b[1] for b in bad], dtype=object),
+         "raw": pd.Series([_storable(b[2]) for b in bad], dtype=object)}
+    )
     return Chunk(cells=cells, malformed=malformed)
+
+
+def _storable(text: str) -> str:
+    """Text any database can store: undecodable bytes and NUL shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
@@ -245,8 +254,9 @@ def _jsonl_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[
             check_header(kind, seen)
             checked = True
         extra |= {k for o in objects for k in o} - set(kind.columns)
-        columns = [[_json_text(o.get(c)) for o in objects] for c in kind.columns]
-        yield _chunk(list(kind.columns), columns, lines, raws, bad)
+        names = [*kind.required, *(c for c in kind.optional if any(c in o for o in objects))]
+        columns = [[_json_text(o.get(c)) for o in objects] for c in names]
+        yield _chunk(names, columns, lines, raws, bad)
     if extra:
         notes.append(f"extra fields ignored: {', '.join(sorted(extra))}")
 
@@ -297,6 +307,7 @@ class FileReader:
         self.kind = KINDS[file.kind]
         self.chunk_rows = chunk_rows
         self.notes: list[str] = []
+        self.columns: set[str] = set()  # the kind's columns this file has (after reading)
         self._stack = ExitStack()
 
     def __enter__(self) -> FileReader:
@@ -312,12 +323,15 @@ class FileReader:
                 path = self._stack.enter_context(decrypted(path))
                 limit = path.stat().st_size
             if self.file.format == ".parquet":
-                yield from _parquet_chunks(path, self.kind, self.chunk_rows, self.notes)
-                return
-            handle = self._stack.enter_context(open(path, "rb", buffering=0))
-            text = _text_stream(BoundedReader(handle, limit), self.file.format)
-            read = _jsonl_chunks if self.file.format == ".jsonl" else _csv_chunks
-            yield from read(text, self.kind, self.chunk_rows, self.notes)
+                chunks = _parquet_chunks(path, self.kind, self.chunk_rows, self.notes)
+            else:
+                handle = self._stack.enter_context(open(path, "rb", buffering=0))
+                text = _text_stream(BoundedReader(handle, limit), self.file.format)
+                read = _jsonl_chunks if self.file.format == ".jsonl" else _csv_chunks
+                chunks = read(text, self.kind, self.chunk_rows, self.notes)
+            for chunk in chunks:
+                self.columns |= set(chunk.cells.columns) & set(self.kind.columns)
+                yield chunk
         except DecryptionError as exc:
             raise FileUnreadable(str(exc)) from None
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:

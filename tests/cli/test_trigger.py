@@ -74,11 +74,17 @@ def test_a_bad_config_exits_2_naming_district_and_key_before_touching_the_databa
         (["--jobs", "dailypull,teleport"], "--jobs: unknown job(s) 'teleport'"),
         (["--as-of", "2026-02-30"], "expected a day as YYYY-MM-DD; got '2026-02-30'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--jobs", ","], "expected job names separated by commas; got ','"),
     ],
 )
 def test_bad_usage_exits_2(workdir, args, message):
     done = run(args, workdir)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_a_database_url_that_is_not_one_exits_2(workdir):
+    done = run([], workdir, DATABASE_URL="postgres-ish://nowhere/db")
+    assert done.returncode == 2 and "DATABASE_URL is not a usable database URL" in done.stderr
 
 
 def test_an_unreachable_database_exits_1_without_the_password(workdir):

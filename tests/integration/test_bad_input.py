@@ -278,3 +278,43 @@ def test_rows_of_every_kind_record_the_file_they_came_from(engine, landing):
     with engine.connect() as conn:
         file_id = conn.execute(select(ingested_files.c.file_id)).scalar_one()
         assert {r.file_id for r in conn.execute(select(SOURCE_TABLES["usage"].c.file_id))} == {file_id}
+
+
+def test_a_nul_character_is_quarantined_and_a_carriage_return_in_a_quoted_field_loads(engine, landing):
+    landing.put("alpha/usage_odd.csv", HEADER.encode() + b'"s\r2",ixl,2026-09-03,5\ns\x003,ixl,2026-09-03,6\n')
+    result = ingest_all(engine, landing).records[0].result
+    # the quoted carriage return starts a new physical line, so the NUL row is on line 4
+    assert rejected(engine) == [("alpha/usage_odd.csv", 4, "contains a NUL character")]
+    assert result.status == "completed_with_errors"
+    assert_good_rows_loaded(engine, {("s\r2", "ixl"): 5.0})
+
+
+def test_a_roster_without_optional_columns_keeps_what_others_said(engine, landing):
+    landing.put("alpha/students.csv", "student_id,school_id,grade\ns1,north,3\n")
+    ingest_all(engine, landing)
+    later = landing.put("alpha/students_enrolled.csv", "student_id\ns1\ns2\n")
+    os.utime(later, (2_000_000_000, 2_000_000_000))
+    ingest_all(engine, landing)
+    with engine.connect() as conn:
+        roster = {r.student_id: (r.school_id, r.grade) for r in conn.execute(select(SOURCE_TABLES["students"]))}
+    assert roster == {"s1": ("north", "3"), "s2": (None, None)}
+
+
+def test_a_file_that_cannot_be_opened_is_a_failure_not_a_skip(engine, landing, monkeypatch):
+    landing.put("alpha/usage_locked.csv", f"{HEADER}s9,ixl,2026-09-03,5\n")
+    real = ingest.fingerprint
+
+    def refuse(path):
+        if path.name == "usage_locked.csv":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(ingest, "fingerprint", refuse)
+    result = ingest_all(engine, landing).records[0].result
+    assert result.status == "completed_with_errors" and result.details["files"] == {"loaded": 1, "failed": 1}
+    assert "cannot be read: Permission denied" in result.message
+    assert_good_rows_loaded(engine)
+
+    monkeypatch.undo()  # readable again: it loads, and its failure record is replaced
+    ingest_all(engine, landing)
+    assert file_row(engine, "alpha/usage_locked.csv").status == "loaded"

@@ -46,3 +46,13 @@ def test_bulk_insert_round_trips_dates_timestamps_and_missing_values(engine):
 def test_bulk_insert_refuses_unknown_columns(engine):
     with engine.begin() as conn, pytest.raises(ValueError, match=r"rejected_rows has no column\(s\) \['nope'\]"):
         bulk_insert(conn, rejected_rows, pd.DataFrame({"nope": [1]}))
+
+
+@pytest.mark.parametrize("text", ["carriage\rreturn", "line\nbreak", "both\r\n", 'quote",comma', "\\N", ""])
+def test_bulk_insert_keeps_awkward_text_exactly(engine, text):
+    frame = pd.DataFrame({"file_id": [1], "district_id": ["d"], "path": ["p"], "line": [2], "reason": ["r"],
+                          "raw": [text]})
+    with engine.begin() as conn:
+        bulk_insert(conn, rejected_rows, frame)
+        stored = conn.execute(select(rejected_rows.c.raw)).scalar_one()
+    assert stored == (text or None)  # an empty cell is NULL, as everywhere in the service

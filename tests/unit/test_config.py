@@ -62,7 +62,7 @@ def test_duplicate_id():
     assert problems(raw) == ["district 'springfield': duplicate id (entry 2)"]
 
 
-@pytest.mark.parametrize("bad_id", ["Springfield", "x'; drop table usage; --", "9lives", "a" * 32, ""])
+@pytest.mark.parametrize("bad_id", ["Springfield", "x'; drop table usage; --", "9lives", "a" * 32, "", "beta\n"])
 def test_bad_district_id(bad_id):
     [problem] = problems(changed(id=bad_id))
     assert "district id must match ^[a-z][a-z0-9_]{0,30}$" in problem and repr(bad_id) in problem
@@ -71,6 +71,18 @@ def test_bad_district_id(bad_id):
 def test_bad_app_id():
     [problem] = problems(changed(apps=["dreambox", "Lexia Core"]))
     assert problem == "district 'springfield': apps: app id must match ^[a-z][a-z0-9_]{0,40}$; got 'Lexia Core'"
+
+
+def test_an_app_id_with_a_trailing_newline_is_refused():
+    [problem] = problems(changed(apps=["ixl\n"]))
+    assert problem.endswith("got 'ixl\\n'")
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    path = tmp_path / "districts.yaml"
+    path.write_text("districts:\n  - id: a\n    apps: [ixl]\n    enabled: true\n    enabled: false\n")
+    with pytest.raises(ConfigError, match="key 'enabled' is given twice in one mapping"):
+        config.load(path)
 
 
 def test_empty_and_repeated_apps():

@@ -89,3 +89,14 @@ def test_inputs_are_not_mutated():
     student_types(a, f, s, year=YEAR, as_of=AS_OF)
     for original, copy in zip((a, f, s), copies):
         pd.testing.assert_frame_equal(original, copy)
+
+
+def test_a_mean_that_lands_on_a_bound_in_float_arithmetic_stays_on_it():
+    # (68.1 + 69.1 + 69.8) / 3 is 68.99999999999999 in floating point; it means 69.
+    from analytics.bands import performance_band
+
+    out = student_types(*frames([("s", "2026-09-01", 68.1), ("s", "2026-09-02", 69.1), ("s", "2026-09-03", 69.8)]),
+                        year=YEAR, as_of=AS_OF)
+    assert out["score"].tolist() == [69.0]
+    bands = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
+    assert performance_band(out["score"], bands).tolist() == ["satisfactory"]
