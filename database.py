@@ -62,6 +62,18 @@ def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def snapshot(engine: Engine) -> Connection:
+    """A connection whose reads all see one snapshot of the database (use with `with`).
+
+    PostgreSQL reads at REPEATABLE READ, so an ingest committing between two SELECTs of a
+    job is seen by neither; an SQLite transaction is a snapshot already.
+    """
+    conn = engine.connect()
+    if is_postgres(conn):
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
 def lock_key(*parts: str) -> int:
     """A stable signed 64-bit key for a PostgreSQL advisory lock, from names."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()

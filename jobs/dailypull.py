@@ -18,7 +18,7 @@ from analytics.dailypull import student_frame
 from analytics.school_year import school_year_containing
 from analytics.student_types import student_types
 from config import District
-from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame
+from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, snapshot
 from jobs.job import JobContext, JobResult
 from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage
 
@@ -29,7 +29,7 @@ _DELETE_BATCH = 5_000
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
         inputs = _read_inputs(conn, district, year.start, ctx.as_of)
     types = student_types(
         inputs["assessments"], inputs["forecasts"], inputs["averages"], year=year, as_of=ctx.as_of

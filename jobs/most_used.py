@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from analytics.most_used import app_summary, student_windows, top_apps, window_minutes
 from analytics.school_year import school_year_containing
 from config import District
-from database import existing_columns, read_frame, replace_district_rows
+from database import existing_columns, read_frame, replace_district_rows, snapshot
 from jobs.job import JobContext, JobResult
 from models import assessments, dataframe_table, district_app_summary, most_used_software, usage
 
@@ -27,7 +27,7 @@ class NotPublished(RuntimeError):
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
     table = dataframe_table(district.id, district.apps)
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
         if existing_columns(conn, table.name) is None:
             raise NotPublished(f"{table.name} does not exist yet: run dailypull for {district.id} first")
         students = read_frame(conn, select(table.c.student_id, table.c.type, table.c.performance, table.c.last_active))
