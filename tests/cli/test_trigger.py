@@ -117,11 +117,14 @@ def test_demo_on_a_fresh_directory(tmp_path):
         apps = [len([c for c in db.execute(f"pragma table_info(dataframe_{d})") if c[1].startswith("app_")])
                 for d in ("springfield", "shelbyville", "ogdenville")]
         statuses = dict(db.execute("select status, count(*) from ingested_files group by status").fetchall())
+        windows = dict(db.execute("select window, count(distinct student_id) from most_used_software "
+                                  "where district_id = 'ogdenville' group by window").fetchall())
     assert 1900 <= students <= 2100
     assert types == {1, 2, 3, 4, None}
     assert bands == {"excellent", "satisfactory", "needs improvement", "unsatisfactory", None}
     assert all(8 <= n <= 12 for n in apps)
     assert statuses["duplicate"] == 3 and "failed" not in statuses
+    assert windows["year_to_date"] == 300 and windows["assessment"] > 0 and windows["latest"] > 0
 
 
 def test_every_flag_is_documented_in_the_readme():
