@@ -9,11 +9,16 @@ import csv
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Sequence
+import os
+import socket
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Engine, Table, create_engine, delete, event, inspect, select, true
+from sqlalchemy import Column, Engine, Table, create_engine, delete, event, func, inspect, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
@@ -72,6 +77,53 @@ def snapshot(engine: Engine) -> Connection:
     if is_postgres(conn):
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
     return conn
+
+
+@contextmanager
+def exclusive(engine: Engine, *names: str, lease_seconds: int = 6 * 3600) -> Iterator[bool]:
+    """Hold the database-wide lock `names` while the block runs; yields whether it was taken.
+
+    PostgreSQL: a session advisory lock on a connection of its own, released when the block
+    ends or the process dies. SQLite: a row in service_locks, taken inside BEGIN IMMEDIATE,
+    deleted when the block ends; a holder that died loses it when the lease expires.
+    """
+    if engine.dialect.name == "postgresql":
+        key = lock_key(*names)
+        with engine.connect() as conn:
+            taken = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
+            conn.commit()
+            try:
+                yield bool(taken)
+            finally:
+                if taken:
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+        return
+    from models import service_locks
+
+    name, holder = "/".join(names), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(delete(service_locks).where(service_locks.c.name == name, service_locks.c.expires_at < now))
+        held = conn.execute(select(service_locks.c.holder).where(service_locks.c.name == name)).first()
+        if held is None:
+            conn.execute(service_locks.insert().values(
+                name=name, holder=holder, expires_at=now + timedelta(seconds=lease_seconds)))
+    try:
+        yield held is None
+    finally:
+        if held is None:
+            with engine.begin() as conn:
+                conn.execute(delete(service_locks).where(service_locks.c.name == name,
+                                                         service_locks.c.holder == holder))
+
+
+def insert_missing(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """Insert rows whose primary key is not there yet; leave existing ones as they are."""
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert
+    conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
 
 def lock_key(*parts: str) -> int:

@@ -158,6 +158,8 @@ def _district_files(folder: Path, d: DemoDistrict, year, as_of: date, rng: np.ra
         })
         for k in range(2) if first_day + timedelta(days=30 * k) <= as_of
     ])
+    # Last years' averages: everyone of type 4, and most other students too.
+    had_last_year = has_older_average | ((rng.random(n) < 0.8) & (draw < 0.80))
     averages = pd.concat([
         pd.DataFrame({
             "student_id": ids[has_year_average], "school_year": year.label, "as_of": as_of.isoformat(),
@@ -165,11 +167,10 @@ def _district_files(folder: Path, d: DemoDistrict, year, as_of: date, rng: np.ra
         }),
         *(
             pd.DataFrame({
-                "student_id": ids[has_older_average | has_year_average],
+                "student_id": ids[had_last_year],
                 "school_year": label_for(year.start.year - back),
                 "as_of": date(year.start.year - back + 1, 6, 15).isoformat(),
-                "score": np.clip(ability[has_older_average | has_year_average]
-                                 + rng.normal(0, 5, (has_older_average | has_year_average).sum()), 0, 100).round(1),
+                "score": np.clip(ability[had_last_year] + rng.normal(0, 5, had_last_year.sum()), 0, 100).round(1),
             })
             for back in (1, 2)
         ),

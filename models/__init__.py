@@ -1,6 +1,10 @@
 """The database schema: one MetaData with the fixed tables, and the per-district builder."""
 from models.schema import (
     SOURCE_TABLES,
+    app_effects,
+    model_runs,
+    recommendations,
+    service_locks,
     assessments,
     dataframe_table,
     district_app_summary,
@@ -17,6 +21,10 @@ from models.schema import (
 
 __all__ = [
     "SOURCE_TABLES",
+    "app_effects",
+    "model_runs",
+    "recommendations",
+    "service_locks",
     "assessments",
     "dataframe_table",
     "district_app_summary",

@@ -165,6 +165,61 @@ district_app_summary = Table(
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 
+# Output of the recommendations job.
+recommendations = Table(
+    "recommendations",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("rank", SmallInteger, primary_key=True),
+    Column("app", String(41), nullable=False),
+    Column("current_minutes", Float, nullable=False),  # in the student's assessment window
+    Column("suggested_minutes", Float, nullable=False),
+    Column("expected_gain", Float),  # points; NULL when basis is peers
+    Column("basis", String(8), nullable=False),  # model | peers
+    Column("model_id", String(32)),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
+app_effects = Table(
+    "app_effects",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("app", String(41), primary_key=True),
+    Column("effect", Float),  # points per extra hour in the assessment window
+    Column("ci_low", Float),
+    Column("ci_high", Float),
+    Column("students", Integer, nullable=False),
+    Column("model_id", String(32)),
+)
+
+# One row per fit; the same fit on the same data (a rerun) keeps its row and model_id.
+model_runs = Table(
+    "model_runs",
+    metadata,
+    Column("model_id", String(32), primary_key=True),
+    Column("district_id", String(31), nullable=False, index=True),
+    Column("trained_at", DateTime(timezone=True), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("students", Integer, nullable=False),
+    Column("cv_mae", Float),
+    Column("baseline_mae", Float),
+    Column("cv_r2", Float),
+    Column("basis", String(8), nullable=False),  # what the district's recommendations used
+    Column("as_of", Date),
+    Column("verdict", Text),  # why this fit did or did not speak
+)
+
+# Who holds a named lock, for databases without advisory locks (SQLite); a holder that
+# died loses it when the lease expires.
+service_locks = Table(
+    "service_locks",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 DATAFRAME_COLUMNS = (
     "student_id", "school_id", "grade", "type", "score", "performance",
     "total_minutes", "active_days", "first_active", "last_active",
