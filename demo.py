@@ -123,9 +123,10 @@ def _district_files(folder: Path, d: DemoDistrict, year, as_of: date, rng: np.ra
     usage["school"] = school[pairs["student"].to_numpy()[pair_index]]
     usage["month"] = days[day_index].strftime("%Y-%m")
 
-    # Minutes in the first app add a little to the score: something for later jobs to find.
+    # Each hour in the first app this year goes with a point more: something for the
+    # recommendations to find.
     boost = usage.loc[usage["app"] == d.apps[0]].groupby("student_id")["minutes"].sum()
-    bonus = pd.Series(ids).map(boost).fillna(0).to_numpy() / 600
+    bonus = pd.Series(ids).map(boost).fillna(0).to_numpy() / 60
 
     # Who has what: assessments (type 1), forecasts (2), this year's average (3), older (4).
     draw = rng.random(n)

@@ -8,7 +8,7 @@ from analytics.bands import BAND_ORDER
 from config import District
 from database import existing_columns, read_frame
 from jobs.cycle import CycleResult
-from models import dataframe_table, district_app_summary, ingested_files
+from models import app_effects, dataframe_table, district_app_summary, ingested_files, model_runs, recommendations
 
 TYPE_NAMES = {1: "1 assessment", 2: "2 forecast", 3: "3 this year's average", 4: "4 older average"}
 
@@ -52,6 +52,11 @@ def district_report(engine, district: District) -> str:
             district_app_summary.c.window, district_app_summary.c.performance, district_app_summary.c.app,
             district_app_summary.c.students, district_app_summary.c.minutes, district_app_summary.c.share,
         ).where(district_app_summary.c.district_id == district.id))
+        recs = read_frame(conn, select(recommendations).where(recommendations.c.district_id == district.id)
+                          .order_by(recommendations.c.student_id, recommendations.c.rank))
+        runs = read_frame(conn, select(model_runs).where(model_runs.c.district_id == district.id))
+        effects = read_frame(conn, select(app_effects).where(app_effects.c.district_id == district.id)
+                             .order_by(app_effects.c.effect.desc()))
         files = conn.execute(
             select(ingested_files.c.status, func.count(), func.sum(ingested_files.c.rows_loaded),
                    func.sum(ingested_files.c.rows_rejected))
@@ -70,6 +75,7 @@ def district_report(engine, district: District) -> str:
         label = "all students" if band == "all" else f"{band} students"
         if band == "all" or top:
             out.append(f"  top apps this school year, {label}: {top or 'no usage (run most_used)'}")
+    out.extend(_recommendation_lines(recs, runs, effects))
     for status, count, loaded, rejected in files:
         out.append(f"  files {status}: {count}, rows loaded {loaded or 0:,}, rows rejected {rejected or 0:,}")
     return "\n".join(out)
@@ -79,6 +85,28 @@ def _top_apps(summary: pd.DataFrame, window: str, band: str, n: int = 4) -> str:
     rows = summary.loc[(summary["window"] == window) & (summary["performance"] == band)]
     rows = rows.sort_values(["minutes", "app"], ascending=[False, True]).head(n)
     return ", ".join(f"{r.app} {r.minutes / 60:,.0f} h ({r.share:.0%}, {r.students} students)" for r in rows.itertuples())
+
+
+def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.DataFrame) -> list[str]:
+    if recs.empty and runs.empty:
+        return ["  recommendations: none yet (run recommendations)"]
+    explaining = runs.loc[runs["model_id"].isin(recs["model_id"]) | runs["verdict"].str.startswith("chosen")]
+    run = explaining.iloc[-1] if len(explaining) else (runs.iloc[-1] if len(runs) else None)
+    basis = recs["basis"].iloc[0] if len(recs) else (run["basis"] if run is not None else "none")
+    lines = [f"  recommendations: basis {basis}, {recs['student_id'].nunique():,} students"
+             + (f"; {run['algorithm']}: {run['verdict']}" if run is not None else "")]
+    for student, picks in list(recs.groupby("student_id", sort=True))[:3]:
+        items = ", ".join(
+            f"{p.app} {p.current_minutes:.0f} -> {p.suggested_minutes:.0f} min"
+            + (f" (+{p.expected_gain:.1f} points)" if pd.notna(p.expected_gain) else "")
+            for p in picks.itertuples()
+        )
+        lines.append(f"    {student}: {items}")
+    if len(effects):
+        top = effects.head(3)
+        lines.append("  app effects (points per extra hour in the window, 95% interval; associations, not causes): "
+                     + ", ".join(f"{e.app} {e.effect:+.2f} [{e.ci_low:+.2f}, {e.ci_high:+.2f}]" for e in top.itertuples()))
+    return lines
 
 
 def _indent(text: str) -> str:
