@@ -6,6 +6,7 @@ the key, before any job runs or the database is touched (CONTRACT.md, districts.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -80,11 +81,15 @@ def load(path: str | Path) -> Settings:
         raise ConfigError(source, ["file not found (set DISTRICTS_FILE or create it)"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot be read: {exc}"]) from None
+    return parse(yaml_load(text, source), source=source)
+
+
+def yaml_load(text: str, source: str) -> Any:
+    """Parse YAML text like yaml.safe_load, refusing a key given twice in one mapping."""
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
-    return parse(raw, source=source)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -246,3 +251,72 @@ def _district(
     return District(
         id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings
     )
+
+
+# --- editing districts.yaml as text, so comments, order and the other districts stay -----
+
+def _districts_block(lines: list[str]) -> tuple[int, int]:
+    """(index of the `districts:` line, index just past its block)."""
+    start = next((i for i, line in enumerate(lines) if re.match(r"districts\s*:", line)), None)
+    if start is None:
+        raise ConfigError("districts.yaml", ["missing key 'districts'"])
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#-"):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():  # trailing blank lines stay after the block
+        end -= 1
+    return start, end
+
+
+def _yaml_scalar(value: str) -> str:
+    return yaml.safe_dump(value, default_style=None, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def add_district_text(text: str, district_id: str, apps: list[str], name: str | None) -> str:
+    """districts.yaml's text with one more district at the end of the list; nothing else changes."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    start, end = _districts_block(lines)
+    items = [line for line in lines[start + 1:end] if line.lstrip().startswith("- ")]
+    indent = items[0][: len(items[0]) - len(items[0].lstrip())] if items else "  "
+    entry = [f"{indent}- id: {district_id}\n"]
+    if name:
+        entry.append(f"{indent}  name: {_yaml_scalar(name)}\n")
+    entry += [f"{indent}  apps: [{', '.join(apps)}]\n", f"{indent}  enabled: true\n"]
+    if re.match(r"districts\s*:\s*\[\s*\]", lines[start]):  # "districts: []" becomes a block list
+        lines[start] = "districts:\n"
+    return "".join(lines[:end] + entry + lines[end:])
+
+
+def set_enabled_text(text: str, district_id: str, enabled: bool) -> str:
+    """districts.yaml's text with the district's `enabled` set; nothing else changes."""
+    lines = text.splitlines(keepends=True)
+    start, end = _districts_block(lines)
+    first = next((i for i in range(start + 1, end)
+                  if re.match(rf"\s*-\s+id\s*:\s*['\"]?{re.escape(district_id)}['\"]?\s*(#.*)?$", lines[i])), None)
+    if first is None:
+        raise ConfigError("districts.yaml", [f"district {district_id!r} is not in the list (or not as '- id: ...')"])
+    item_indent = len(lines[first]) - len(lines[first].lstrip())
+    last = first + 1
+    while last < end and (not lines[last].strip() or len(lines[last]) - len(lines[last].lstrip()) > item_indent):
+        last += 1
+    value = "true" if enabled else "false"
+    for i in range(first + 1, last):
+        match = re.match(r"(\s*)enabled\s*:\s*\S+(.*)$", lines[i].rstrip("\n"))
+        if match:
+            lines[i] = f"{match[1]}enabled: {value}{match[2]}\n"
+            return "".join(lines)
+    field_indent = " " * (item_indent + 2)
+    lines.insert(first + 1, f"{field_indent}enabled: {value}\n")
+    return "".join(lines)
+
+
+def write_text_checked(path: str | Path, text: str) -> Settings:
+    """Validate `text` as districts.yaml, then replace the file atomically; return the settings."""
+    path = Path(path)
+    settings = parse(yaml_load(text, str(path)), source=str(path))
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return settings

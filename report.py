@@ -84,7 +84,11 @@ def district_report(engine, district: District) -> str:
 def _top_apps(summary: pd.DataFrame, window: str, band: str, n: int = 4) -> str:
     rows = summary.loc[(summary["window"] == window) & (summary["performance"] == band)]
     rows = rows.sort_values(["minutes", "app"], ascending=[False, True]).head(n)
-    return ", ".join(f"{r.app} {r.minutes / 60:,.0f} h ({r.share:.0%}, {r.students} students)" for r in rows.itertuples())
+    return ", ".join(f"{r.app} {_hours(r.minutes)} ({r.share:.0%}, {r.students} students)" for r in rows.itertuples())
+
+
+def _hours(minutes: float) -> str:
+    return f"{minutes / 60:,.0f} h" if minutes >= 600 else f"{minutes / 60:.1f} h"
 
 
 def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.DataFrame) -> list[str]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 import config
 import database
+import lifecycle
 import report
 from jobs.cycle import UsageError, run_cycle, select_districts, select_jobs
 
@@ -32,7 +33,7 @@ def _day(text: str) -> date:
 def _names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise argparse.ArgumentTypeError(f"expected job names separated by commas; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected names separated by commas; got {text!r}")
     return names
 
 
@@ -44,6 +45,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="reload every landing file and rebuild every table")
     p.add_argument("--demo", action="store_true",
                    help="make a demo landing folder in ./demo and run a cycle on an SQLite database there")
+    p.add_argument("--onboard", metavar="ID", help="add a district: validate, add to districts.yaml, create "
+                   "its tables, run its first cycle (needs --apps)")
+    p.add_argument("--apps", type=_names, metavar="A,B,C", help="with --onboard: the district's app ids")
+    p.add_argument("--name", metavar="TEXT", help="with --onboard: the district's name")
+    p.add_argument("--check", action="store_true", help="with --onboard: a dry run that scans the landing folder "
+                   "and writes nothing")
+    p.add_argument("--offboard", metavar="ID", help="disable a district (enabled: false); its data stay")
+    p.add_argument("--drop", action="store_true", help="with --offboard: also delete its tables and rows")
+    p.add_argument("--yes", action="store_true", help="with --drop: do not ask for confirmation")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -61,29 +71,89 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo.main(Path("demo"), as_of=as_of)
 
+    settings_path = Path(os.environ.get("DISTRICTS_FILE", "districts.yaml"))
+    landing_dir = Path(os.environ.get("LANDING_DIR", "landing"))
+    url = os.environ.get("DATABASE_URL", database.DEFAULT_URL)
     try:
-        settings = config.load(os.environ.get("DISTRICTS_FILE", "districts.yaml"))
+        if args.onboard:
+            return _onboard(args, settings_path, landing_dir, url, as_of)
+        if args.offboard:
+            return _offboard(args, settings_path, url)
+        if args.apps or args.name or args.check or args.drop or args.yes:
+            raise UsageError("--apps, --name and --check go with --onboard; --drop and --yes with --offboard")
+        settings = config.load(settings_path)
         districts = select_districts(settings, args.district)
         jobs = select_jobs(args.jobs)
     except (config.ConfigError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    url = os.environ.get("DATABASE_URL", database.DEFAULT_URL)
     try:
-        engine = database.connect(url)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        print(f"error: DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", file=sys.stderr)
-        return 2
-    except OperationalError as exc:
-        print(f"error: cannot reach the database {database.describe(url)}: {exc.orig}", file=sys.stderr)
-        return 1
-    cycle = run_cycle(
-        engine, settings, districts=districts, jobs=jobs, as_of=as_of, force=args.force,
-        landing_dir=Path(os.environ.get("LANDING_DIR", "landing")),
-    )
+        engine = _engine(url)
+    except DatabaseUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    cycle = run_cycle(engine, settings, districts=districts, jobs=jobs, as_of=as_of, force=args.force,
+                      landing_dir=landing_dir)
     print(report.cycle_summary(cycle))
     return 1 if cycle.failed else 0
+
+
+class DatabaseUnusable(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _engine(url: str):
+    try:
+        return database.connect(url)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseUnusable(f"DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", 2)
+    except OperationalError as exc:
+        raise DatabaseUnusable(f"cannot reach the database {database.describe(url)}: {exc.orig}", 1)
+
+
+def _onboard(args, settings_path: Path, landing_dir: Path, url: str, as_of: date) -> int:
+    lifecycle.check_new_district(args.onboard, args.apps or [])
+    if args.check:
+        found = lifecycle.scan(landing_dir, args.onboard)
+        print(lifecycle.check_report(found, landing_dir, args.onboard, args.apps))
+        return 0
+    try:
+        cycle, summary = lifecycle.onboard(settings_path, lambda: _engine(url), landing_dir, args.onboard,
+                                           args.apps, args.name, as_of)
+    except DatabaseUnusable as exc:
+        print(f"error: {exc} (the district was added to {settings_path}; run the cycle once it is reachable)",
+              file=sys.stderr)
+        return exc.code
+    print(report.cycle_summary(cycle))
+    print()
+    print(summary)
+    return 1 if cycle.failed else 0
+
+
+def _offboard(args, settings_path: Path, url: str) -> int:
+    settings = lifecycle.offboard(settings_path, args.offboard)
+    print(f"{args.offboard}: disabled in {settings_path} (enabled: false); nightly jobs skip it")
+    if not args.drop:
+        print("its tables and rows stay; --offboard ID --drop deletes them")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--drop deletes data: confirm with --yes when not at a terminal")
+        answer = input(f"Delete every row of {args.offboard!r} and its table? Type the district id to confirm: ")
+        if answer.strip() != args.offboard:
+            print("not confirmed: nothing was deleted", file=sys.stderr)
+            return 2
+    try:
+        deleted = lifecycle.drop_district(_engine(url), settings.district(args.offboard))
+    except DatabaseUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    print(f"{args.offboard}: deleted " + (", ".join(f"{n:,} rows of {t}" for t, n in deleted.items()) or "nothing")
+          + "; the landing folder is untouched")
+    return 0
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def test_a_bad_config_exits_2_naming_district_and_key_before_touching_the_databa
         (["--jobs", "dailypull,teleport"], "--jobs: unknown job(s) 'teleport'"),
         (["--as-of", "2026-02-30"], "expected a day as YYYY-MM-DD; got '2026-02-30'"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-        (["--jobs", ","], "expected job names separated by commas; got ','"),
+        (["--jobs", ","], "expected names separated by commas; got ','"),
     ],
 )
 def test_bad_usage_exits_2(workdir, args, message):
