@@ -13,7 +13,7 @@ from models import app_effects, dataframe_table, district_app_summary, ingested_
 TYPE_NAMES = {1: "1 assessment", 2: "2 forecast", 3: "3 this year's average", 4: "4 older average"}
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def text_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     lines = [header, *rows]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
@@ -26,7 +26,7 @@ def cycle_summary(cycle: CycleResult) -> str:
         for r in cycle.records
     ]
     out = [f"cycle {cycle.cycle_id}, as of {cycle.as_of}"]
-    out.append(_table(rows, ["job", "district", "status", "seconds", "rows in", "rows out", "rejected"]))
+    out.append(text_table(rows, ["job", "district", "status", "seconds", "rows in", "rows out", "rejected"]))
     for r in cycle.records:
         if r.result.message:
             out.append(f"  {r.job} {r.district_id}: {r.result.message}")

@@ -6,6 +6,7 @@ or the database cannot be reached, 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ import config
 import database
 import lifecycle
 import report
+import status
 from jobs.cycle import UsageError, run_cycle, select_districts, select_jobs
 
 log = logging.getLogger("trigger")
@@ -54,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--offboard", metavar="ID", help="disable a district (enabled: false); its data stay")
     p.add_argument("--drop", action="store_true", help="with --offboard: also delete its tables and rows")
     p.add_argument("--yes", action="store_true", help="with --drop: do not ask for confirmation")
+    p.add_argument("--status", action="store_true", help="the last cycles, each district's freshness, each "
+                   "school's syncs (stale ones flagged), apps in usage a district does not list")
+    p.add_argument("--json", action="store_true", help="with --status: as JSON, for machines")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -79,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             return _onboard(args, settings_path, landing_dir, url, as_of)
         if args.offboard:
             return _offboard(args, settings_path, url)
-        if args.apps or args.name or args.check or args.drop or args.yes:
-            raise UsageError("--apps, --name and --check go with --onboard; --drop and --yes with --offboard")
+        if args.apps or args.name or args.check or args.drop or args.yes or (args.json and not args.status):
+            raise UsageError("--apps, --name and --check go with --onboard; --drop and --yes with --offboard; "
+                             "--json with --status")
         settings = config.load(settings_path)
+        if args.status:
+            return _status(settings, url, as_of, as_json=args.json)
         districts = select_districts(settings, args.district)
         jobs = select_jobs(args.jobs)
     except (config.ConfigError, UsageError) as exc:
@@ -112,6 +120,17 @@ def _engine(url: str):
         raise DatabaseUnusable(f"DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", 2)
     except OperationalError as exc:
         raise DatabaseUnusable(f"cannot reach the database {database.describe(url)}: {exc.orig}", 1)
+
+
+def _status(settings, url: str, as_of: date, *, as_json: bool) -> int:
+    try:
+        engine = _engine(url)
+    except DatabaseUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    data = status.collect(engine, settings, today=as_of)
+    print(json.dumps(data, indent=2) if as_json else status.render(data))
+    return 0
 
 
 def _onboard(args, settings_path: Path, landing_dir: Path, url: str, as_of: date) -> int:

@@ -141,3 +141,14 @@ def test_ci_runs_the_readmes_test_command():
     assert len(commands) == 2, "the README starts with two setup commands"
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in (REPO / ".ci" / "run").read_text()
+
+
+def test_status_text_and_json(workdir):
+    assert run(["--as-of", "2026-11-22"], workdir).returncode == 0
+    text = run(["--status", "--as-of", "2026-11-22"], workdir)
+    assert text.returncode == 0 and "Last cycles (as of 2026-11-22)" in text.stdout and "alpha" in text.stdout
+    import json
+
+    data = json.loads(run(["--status", "--json", "--as-of", "2026-11-22"], workdir).stdout)
+    assert data["cycles"][0]["status"] == "completed_with_errors" and data["districts"][0]["district_id"] == "alpha"
+    assert run(["--json"], workdir).returncode == 2

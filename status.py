@@ -1,0 +1,159 @@
+"""`trigger.py --status`: what ran, what failed, which schools stopped syncing.
+
+Like a device's sync page: the last cycles, each district's freshness, each school
+folder's last file and volume this month and last month, and apps seen in usage that a
+district does not list. `collect` returns plain data (for --json); `render` the text.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from config import Settings
+from database import read_frame
+from report import text_table
+from models import ingested_files, job_runs, usage
+
+SEVERITY = ["succeeded", "skipped", "running", "completed_with_errors", "failed"]  # worst last
+CYCLES = 5
+
+
+def _utc(value) -> datetime | None:
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+
+
+def _month_start(day: date, back: int = 0) -> date:
+    year, month = day.year, day.month - back
+    while month < 1:
+        year, month = year - 1, month + 12
+    return date(year, month, 1)
+
+
+def collect(engine, settings: Settings, *, today: date) -> dict:
+    with engine.connect() as conn:
+        runs = read_frame(conn, select(job_runs))
+        files = read_frame(conn, select(ingested_files.c.district_id, ingested_files.c.school,
+                                        ingested_files.c.bytes, ingested_files.c.arrived_at,
+                                        ingested_files.c.status))
+        newest = dict(conn.execute(select(usage.c.district_id, func.max(usage.c.date)).group_by(usage.c.district_id)).all())
+        apps = conn.execute(select(usage.c.district_id, usage.c.app, func.count())
+                            .group_by(usage.c.district_id, usage.c.app)).all()
+    return {
+        "as_of": today.isoformat(),
+        "cycles": _cycles(runs),
+        "districts": _districts(settings, runs, newest, apps),
+        "schools": _schools(settings, files, today),
+    }
+
+
+def _cycles(runs: pd.DataFrame) -> list[dict]:
+    if runs.empty:
+        return []
+    runs = runs.assign(started_at=runs["started_at"].map(_utc), finished_at=runs["finished_at"].map(_utc))
+    out = []
+    for cycle_id, jobs in runs.groupby("cycle_id"):
+        started = min(jobs["started_at"])
+        finished = None if jobs["finished_at"].isna().any() else max(jobs["finished_at"])
+        worst = max(jobs["status"], key=lambda s: SEVERITY.index(s) if s in SEVERITY else 0)
+        failed = jobs.loc[jobs["status"] == "failed"]
+        out.append({
+            "cycle_id": cycle_id,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat() if finished else None,
+            "seconds": round((finished - started).total_seconds(), 1) if finished else None,
+            "status": worst,
+            "districts": int(jobs["district_id"].nunique()),
+            "rows_in": int(jobs["rows_in"].fillna(0).sum()),
+            "rows_out": int(jobs["rows_out"].fillna(0).sum()),
+            "rows_rejected": int(jobs["rows_rejected"].fillna(0).sum()),
+            "errors": [f"{r.job} {r.district_id}: {r.message}" for r in failed.itertuples()],
+        })
+    return sorted(out, key=lambda c: c["started_at"], reverse=True)[:CYCLES]
+
+
+def _districts(settings: Settings, runs: pd.DataFrame, newest: dict, apps) -> list[dict]:
+    out = []
+    for district in settings.districts:
+        done = runs.loc[(runs["district_id"] == district.id) & (runs["job"] == "dailypull")
+                        & runs["status"].isin(["succeeded", "completed_with_errors"])] if len(runs) else runs
+        last = max((_utc(v) for v in done["finished_at"]), default=None) if len(done) else None
+        unlisted = {app: int(n) for d, app, n in apps if d == district.id and app not in district.apps}
+        day = newest.get(district.id)
+        out.append({
+            "district_id": district.id,
+            "enabled": district.enabled,
+            "last_successful_dailypull": last.isoformat() if last else None,
+            "newest_data_day": pd.Timestamp(day).date().isoformat() if day is not None else None,
+            "unlisted_apps": unlisted,
+        })
+    return out
+
+
+def _schools(settings: Settings, files: pd.DataFrame, today: date) -> list[dict]:
+    if files.empty:
+        return []
+    files = files.assign(arrived=pd.to_datetime(files["arrived_at"].map(_utc), utc=True),
+                         school=files["school"].fillna("(district folder)"))
+    this_month, last_month = pd.Timestamp(_month_start(today), tz="UTC"), pd.Timestamp(_month_start(today, 1), tz="UTC")
+    out = []
+    for district in settings.districts:
+        mine = files.loc[files["district_id"] == district.id]
+        for school, group in mine.groupby("school"):
+            last = group["arrived"].max()
+            now_part = group.loc[group["arrived"] >= this_month]
+            before = group.loc[(group["arrived"] >= last_month) & (group["arrived"] < this_month)]
+            age = (pd.Timestamp(today, tz="UTC") - last.normalize()).days
+            out.append({
+                "district_id": district.id,
+                "school": school,
+                "last_file_at": last.isoformat(),
+                "files_this_month": len(now_part), "bytes_this_month": int(now_part["bytes"].sum()),
+                "files_last_month": len(before), "bytes_last_month": int(before["bytes"].sum()),
+                "days_since_last_file": int(age),
+                "stale": bool(age >= district.stale_after_days),
+            })
+    return out
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _when(text: str | None) -> str:
+    return text[:16].replace("T", " ") if text else "-"
+
+
+def render(data: dict) -> str:
+    out = [f"Last cycles (as of {data['as_of']})"]
+    rows = [[c["cycle_id"], _when(c["started_at"]), _when(c["finished_at"]),
+             f"{c['seconds']:.0f} s" if c["seconds"] is not None else "running", c["status"], c["districts"],
+             f"{c['rows_in']:,}", f"{c['rows_out']:,}", f"{c['rows_rejected']:,}", len(c["errors"])]
+            for c in data["cycles"]]
+    out.append(text_table(rows, ["cycle", "started (UTC)", "finished", "duration", "status", "districts",
+                             "rows in", "rows out", "rejected", "errors"]) if rows else "  no cycle has run yet")
+    for c in data["cycles"][:1]:
+        out += [f"  {e}" for e in c["errors"]]
+    out.append("\nDistricts")
+    out.append(text_table([[d["district_id"], "yes" if d["enabled"] else "no", _when(d["last_successful_dailypull"]),
+                        d["newest_data_day"] or "-",
+                        ", ".join(f"{a} ({n:,} rows)" for a, n in d["unlisted_apps"].items()) or "-"]
+                       for d in data["districts"]],
+                      ["district", "enabled", "last successful dailypull", "newest data day",
+                       "apps in usage it does not list"]))
+    out.append("\nSchools")
+    rows = [[s["district_id"], s["school"], _when(s["last_file_at"]), s["files_this_month"],
+             _size(s["bytes_this_month"]), s["files_last_month"], _size(s["bytes_last_month"]),
+             f"STALE ({s['days_since_last_file']} days)" if s["stale"] else ""]
+            for s in data["schools"]]
+    out.append(text_table(rows, ["district", "school", "last file", "files this month", "bytes",
+                                 "files last month", "bytes", "stale"]) if rows else "  no file received yet")
+    return "\n".join(out)
