@@ -11,6 +11,8 @@ import io
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -18,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Engine, Table, create_engine, delete, event, func, inspect, select, true
+from sqlalchemy import Column, Engine, Table, create_engine, delete, event, func, inspect, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
@@ -40,7 +42,21 @@ def connect(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Give tables made by an earlier version the nullable columns added since: a
+    newcomer, or an upgrade, runs no migration step."""
+    with engine.begin() as conn:
+        inspector = inspect(conn)
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    conn.execute(AddColumn(table, column))
+                    log.info("%s: column %s added", table.name, column.name)
 
 
 def _sqlite_transactions(engine: Engine) -> None:
@@ -80,18 +96,75 @@ def snapshot(engine: Engine) -> Connection:
 
 
 @contextmanager
-def exclusive(engine: Engine, *names: str, lease_seconds: int = 6 * 3600) -> Iterator[bool]:
+def claim(engine: Engine, district_id: str, holder: str, lease_seconds: float) -> Iterator[str | None]:
+    """Claim a district for this instance while the block runs.
+
+    Yields None when the claim is ours, else the holder that has it. The lease is renewed
+    every third of `lease_seconds` from a thread; a holder that dies stops renewing, and
+    the district is free again once its lease has expired.
+    """
+    from models import job_claims
+
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        if is_postgres(conn):  # claimers of one district take turns (SQLite: BEGIN IMMEDIATE)
+            conn.execute(select(func.pg_advisory_xact_lock(lock_key("claim", district_id))))
+        conn.execute(delete(job_claims).where(job_claims.c.district_id == district_id,
+                                              job_claims.c.expires_at < now))
+        other = conn.execute(select(job_claims.c.holder).where(job_claims.c.district_id == district_id)).scalar()
+        if other is None:
+            conn.execute(job_claims.insert().values(district_id=district_id, holder=holder, claimed_at=now,
+                                                    expires_at=now + timedelta(seconds=lease_seconds)))
+    if other is not None:
+        yield other
+        return
+    mine = (job_claims.c.district_id == district_id) & (job_claims.c.holder == holder)
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(lease_seconds / 3):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(update(job_claims).where(mine).values(
+                        expires_at=datetime.now(timezone.utc) + timedelta(seconds=lease_seconds)))
+            except Exception:  # a missed renewal only shortens the lease
+                log.warning("could not renew the claim on %s", district_id, exc_info=True)
+
+    renewer = threading.Thread(target=renew, name=f"claim-{district_id}", daemon=True)
+    renewer.start()
+    try:
+        yield None
+    finally:
+        stop.set()
+        renewer.join()
+        with engine.begin() as conn:
+            conn.execute(delete(job_claims).where(mine))
+
+
+def holder_name() -> str:
+    """This process, as claims and locks name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def exclusive(engine: Engine, *names: str, wait_seconds: float = 0.0,
+              lease_seconds: int = 6 * 3600) -> Iterator[bool]:
     """Hold the database-wide lock `names` while the block runs; yields whether it was taken.
 
     PostgreSQL: a session advisory lock on a connection of its own, released when the block
     ends or the process dies. SQLite: a row in service_locks, taken inside BEGIN IMMEDIATE,
     deleted when the block ends; a holder that died loses it when the lease expires.
     """
+    deadline = time.monotonic() + wait_seconds
     if engine.dialect.name == "postgresql":
         key = lock_key(*names)
         with engine.connect() as conn:
-            taken = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
-            conn.commit()
+            while True:
+                taken = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
+                conn.commit()
+                if taken or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             try:
                 yield bool(taken)
             finally:
@@ -101,14 +174,18 @@ def exclusive(engine: Engine, *names: str, lease_seconds: int = 6 * 3600) -> Ite
         return
     from models import service_locks
 
-    name, holder = "/".join(names), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    now = datetime.now(timezone.utc)
-    with engine.begin() as conn:
-        conn.execute(delete(service_locks).where(service_locks.c.name == name, service_locks.c.expires_at < now))
-        held = conn.execute(select(service_locks.c.holder).where(service_locks.c.name == name)).first()
-        if held is None:
-            conn.execute(service_locks.insert().values(
-                name=name, holder=holder, expires_at=now + timedelta(seconds=lease_seconds)))
+    name, holder = "/".join(names), f"{holder_name()}:{uuid.uuid4().hex[:8]}"
+    while True:
+        now = datetime.now(timezone.utc)
+        with engine.begin() as conn:
+            conn.execute(delete(service_locks).where(service_locks.c.name == name, service_locks.c.expires_at < now))
+            held = conn.execute(select(service_locks.c.holder).where(service_locks.c.name == name)).first()
+            if held is None:
+                conn.execute(service_locks.insert().values(
+                    name=name, holder=holder, expires_at=now + timedelta(seconds=lease_seconds)))
+        if held is None or time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     try:
         yield held is None
     finally:

@@ -18,7 +18,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 import config
 import database
 import lifecycle
+import notify
 import report
+import service
 import status
 from jobs.cycle import UsageError, run_cycle, select_districts, select_jobs
 
@@ -39,6 +41,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index = count = 0
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, e.g. 1/2; got {text!r}")
+    return index, count
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trigger.py", description="Run the nightly district analytics cycle.")
     p.add_argument("--district", action="append", metavar="ID", help="only this district (repeatable)")
@@ -56,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--offboard", metavar="ID", help="disable a district (enabled: false); its data stay")
     p.add_argument("--drop", action="store_true", help="with --offboard: also delete its tables and rows")
     p.add_argument("--yes", action="store_true", help="with --drop: do not ask for confirmation")
+    p.add_argument("--serve", action="store_true", help="long-running: a cycle daily at schedule.daily_at UTC "
+                   "(and one at start if a scheduled cycle was missed)")
+    p.add_argument("--health", action="store_true", help="exit 1 unless a cycle succeeded within 26 hours and the "
+                   "--serve loop is beating")
+    p.add_argument("--shard", type=_shard, metavar="I/N", help="run only the districts of shard I of N (1..N)")
     p.add_argument("--status", action="store_true", help="the last cycles, each district's freshness, each "
                    "school's syncs (stale ones flagged), apps in usage a district does not list")
     p.add_argument("--json", action="store_true", help="with --status: as JSON, for machines")
@@ -90,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load(settings_path)
         if args.status:
             return _status(settings, url, as_of, as_json=args.json)
-        districts = select_districts(settings, args.district)
+        if args.health or args.serve:
+            return _service(args, settings_path, landing_dir, url)
+        districts = select_districts(settings, args.district, args.shard)
         jobs = select_jobs(args.jobs)
     except (config.ConfigError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -104,7 +123,24 @@ def main(argv: list[str] | None = None) -> int:
     cycle = run_cycle(engine, settings, districts=districts, jobs=jobs, as_of=as_of, force=args.force,
                       landing_dir=landing_dir)
     print(report.cycle_summary(cycle))
+    notify.notify(cycle)
     return 1 if cycle.failed else 0
+
+
+def _service(args, settings_path: Path, landing_dir: Path, url: str) -> int:
+    heartbeat = Path(os.environ.get("ANALYTICS_HEARTBEAT_FILE", ".analytics-heartbeat"))
+    try:
+        engine = _engine(url)
+    except DatabaseUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if args.health else exc.code
+    if args.health:
+        healthy, why = service.health(engine, heartbeat)
+        print(why)
+        return 0 if healthy else 1
+    return service.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
+                           after_cycle=lambda cycle: (print(report.cycle_summary(cycle), flush=True),
+                                                      notify.notify(cycle))).serve()
 
 
 class DatabaseUnusable(Exception):

@@ -5,10 +5,13 @@ districts go on.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from config import District, Settings
+from database import claim, holder_name
 from jobs import JOBS
 from jobs.ingest import unconfigured_folders
 from jobs.job import FAILED, RUNNING, SKIPPED, JobContext, JobResult
@@ -26,6 +30,23 @@ log = logging.getLogger(__name__)
 
 class UsageError(ValueError):
     """A command-line selection names something that does not exist (exit code 2)."""
+
+
+class Stopping(BaseException):
+    """Raised in the main thread on SIGTERM/SIGINT: the running transaction rolls back, the
+    job is recorded as interrupted, and the cycle ends (a BaseException, so that no job's
+    `except Exception` swallows it)."""
+
+
+LEASE_SECONDS = float(os.environ.get("ANALYTICS_LEASE_SECONDS", "600"))
+
+
+def in_shard(district_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether shard I of N (1-based) runs this district: a stable hash of the id, mod N."""
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha256(district_id.encode()).hexdigest()[:12], 16) % count == index - 1
 
 
 @dataclass
@@ -48,10 +69,11 @@ class CycleResult:
         return any(r.result.status == FAILED for r in self.records)
 
 
-def select_districts(settings: Settings, ids: list[str] | None) -> list[District]:
-    """The enabled districts, or exactly those named (each must exist and be enabled)."""
+def select_districts(settings: Settings, ids: list[str] | None,
+                     shard: tuple[int, int] | None = None) -> list[District]:
+    """The enabled districts (of this shard), or exactly those named (each must exist and be enabled)."""
     if not ids:
-        return [d for d in settings.districts if d.enabled]
+        return [d for d in settings.districts if d.enabled and in_shard(d.id, shard)]
     known = {d.id: d for d in settings.districts}
     unknown = [i for i in ids if i not in known]
     if unknown:
@@ -83,37 +105,56 @@ def run_cycle(
     landing_dir: Path,
     force: bool = False,
     now: datetime | None = None,
+    heartbeat: Callable[[], None] = lambda: None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> CycleResult:
-    now = now or datetime.now(timezone.utc)
+    now = now or clock()
     cycle_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     ctx = JobContext(settings=settings, as_of=as_of, now=now, landing_dir=Path(landing_dir),
-                     force=force, cycle_id=cycle_id)
+                     force=force, cycle_id=cycle_id, clock=clock)
     cycle = CycleResult(cycle_id=cycle_id, as_of=as_of)
     if "ingest" in jobs:
         cycle.unconfigured = unconfigured_folders(ctx.landing_dir, settings)
         for name in cycle.unconfigured:
             log.warning("landing folder %r is not a configured district: its files are not read", name)
+    holder = holder_name()
     for district in districts:
-        failed_job = None
-        for job in jobs:
-            if failed_job:
-                result = JobResult(status=SKIPPED, message=f"not run: {failed_job} failed")
-                cycle.records.append(JobRecord(job, district.id, result, 0.0))
-                _record(engine, ctx, job, district.id, result, started=datetime.now(timezone.utc))
+        with claim(engine, district.id, holder, LEASE_SECONDS) as other:
+            if other is not None:
+                log.info("%s: claimed by %s, left to it", district.id, other)
+                for job in jobs:
+                    _skip(engine, ctx, cycle, job, district.id, f"not run: {district.id} is claimed by {other}")
                 continue
-            record = _run_job(engine, ctx, job, district)
-            cycle.records.append(record)
-            if record.result.status == FAILED:
-                failed_job = job
+            failed_job = None
+            for job in jobs:
+                if failed_job:
+                    _skip(engine, ctx, cycle, job, district.id, f"not run: {failed_job} failed")
+                    continue
+                heartbeat()
+                record = _run_job(engine, ctx, job, district)
+                heartbeat()
+                cycle.records.append(record)
+                if record.result.status == FAILED:
+                    failed_job = job
     return cycle
 
 
+def _skip(engine, ctx: JobContext, cycle: CycleResult, job: str, district_id: str, message: str) -> None:
+    result = JobResult(status=SKIPPED, message=message)
+    cycle.records.append(JobRecord(job, district_id, result, 0.0))
+    _record(engine, ctx, job, district_id, result, started=ctx.clock())
+
+
 def _run_job(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
-    started = datetime.now(timezone.utc)
+    started = ctx.clock()
     run_id = _record(engine, ctx, job, district.id, JobResult(status=RUNNING), started=started, finished=False)
     clock = time.perf_counter()
     try:
         result = JOBS[job](engine, district, ctx)
+    except Stopping:
+        _record(engine, ctx, job, district.id, JobResult(status=FAILED, message="interrupted by a stop signal; "
+                                                         "its transaction was rolled back"), started=started, run_id=run_id)
+        raise
     except Exception as exc:  # recorded, then the cycle goes on with other districts
         log.exception("%s %s: failed", job, district.id)
         result = JobResult(status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
@@ -132,14 +173,14 @@ def _record(engine, ctx: JobContext, job: str, district_id: str, result: JobResu
     values = dict(
         status=result.status, rows_in=result.rows_in, rows_out=result.rows_out,
         rows_rejected=result.rows_rejected, message=result.message or None,
-        finished_at=datetime.now(timezone.utc) if finished else None,
+        finished_at=ctx.clock() if finished else None,
     )
     try:
         with engine.begin() as conn:
             if run_id is None:
                 return conn.execute(job_runs.insert().values(
                     cycle_id=ctx.cycle_id, job=job, district_id=district_id, started_at=started,
-                    host=socket.gethostname(), **values,
+                    host=socket.gethostname(), as_of=ctx.as_of, **values,
                 ).returning(job_runs.c.run_id)).scalar_one()
             conn.execute(update(job_runs).where(job_runs.c.run_id == run_id).values(**values))
     except Exception:  # the run history must not turn a finished job into a crash

@@ -1,8 +1,9 @@
 """What every job receives and returns."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from config import Settings
@@ -22,6 +23,7 @@ class JobContext:
     landing_dir: Path
     force: bool = False
     cycle_id: str = ""
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)  # job_runs' started/finished
 
 
 @dataclass

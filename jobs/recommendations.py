@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from datetime import date
 
 import pandas as pd
@@ -20,18 +21,40 @@ from config import District
 from database import exclusive, existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
 from jobs.job import SKIPPED, JobContext, JobResult
 from jobs.most_used import NotPublished
-from models import app_effects, assessments, dataframe_table, model_runs, recommendations, score_averages, usage
+from models import (
+    app_effects, assessments, dataframe_table, job_runs, model_runs, recommendations, score_averages, usage,
+)
 
 log = logging.getLogger(__name__)
 
 RANDOM_STATE = 0
 
 
+# How long to wait for the fleet-wide lock before giving up this cycle's run (skipped).
+HEAVY_WAIT_SECONDS = float(os.environ.get("ANALYTICS_HEAVY_WAIT_SECONDS", "3600"))
+
+
 def run(engine, district: District, ctx: JobContext) -> JobResult:
-    with exclusive(engine, "recommendations", district.id) as taken:
+    missing = _prerequisites_missing(engine, district, ctx.as_of)
+    if missing:
+        return JobResult(status=SKIPPED, message=f"not run: needs {' and '.join(missing)} to have succeeded "
+                                                 f"for {ctx.as_of} first")
+    with exclusive(engine, "recommendations", wait_seconds=HEAVY_WAIT_SECONDS) as taken:
         if not taken:
-            return JobResult(status=SKIPPED, message="another instance is computing this district's recommendations")
+            return JobResult(status=SKIPPED, message="another instance is computing recommendations "
+                                                     f"(waited {HEAVY_WAIT_SECONDS:.0f} s)")
         return _run(engine, district, ctx)
+
+
+def _prerequisites_missing(engine, district: District, as_of: date) -> list[str]:
+    """dailypull and most_used must have succeeded for the district and the same as-of day."""
+    with engine.connect() as conn:
+        done = set(conn.execute(select(job_runs.c.job).where(
+            job_runs.c.district_id == district.id, job_runs.c.as_of == as_of,
+            job_runs.c.job.in_(("dailypull", "most_used")),
+            job_runs.c.status.in_(("succeeded", "completed_with_errors")),
+        ).distinct()).scalars())
+    return [job for job in ("dailypull", "most_used") if job not in done]
 
 
 def _read(engine, district: District, as_of: date, year) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -130,6 +130,18 @@ job_runs = Table(
     Column("rows_rejected", BigInteger),
     Column("message", Text),
     Column("host", Text),
+    Column("as_of", Date),  # the day the cycle computed as of
+)
+
+# Which instance is running a district's jobs; a holder that dies stops renewing its lease
+# and another instance may take the district once it has expired.
+job_claims = Table(
+    "job_claims",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 # Output of the most_used job (CONTRACT.md, Tables). `window` is year_to_date, assessment or
