@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from config import District, Settings
-from database import claim, holder_name
+from database import claim, exclusive, holder_name
 from jobs import JOBS
 from jobs.ingest import unconfigured_folders
 from jobs.job import FAILED, RUNNING, SKIPPED, JobContext, JobResult
@@ -39,6 +39,10 @@ class Stopping(BaseException):
 
 
 LEASE_SECONDS = float(os.environ.get("ANALYTICS_LEASE_SECONDS", "600"))
+# Heavy jobs run one at a time across every instance sharing the database; a run waits this
+# long for its turn, then is recorded as skipped.
+HEAVY = {"recommendations"}
+HEAVY_WAIT_SECONDS = float(os.environ.get("ANALYTICS_HEAVY_WAIT_SECONDS", "3600"))
 
 
 def in_shard(district_id: str, shard: tuple[int, int] | None) -> bool:
@@ -146,6 +150,18 @@ def _skip(engine, ctx: JobContext, cycle: CycleResult, job: str, district_id: st
 
 
 def _run_job(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
+    if job not in HEAVY:
+        return _run_job_now(engine, ctx, job, district)
+    with exclusive(engine, job, wait_seconds=HEAVY_WAIT_SECONDS) as taken:
+        if taken:  # its job_runs interval starts once the lock is held
+            return _run_job_now(engine, ctx, job, district)
+    result = JobResult(status=SKIPPED, message=f"another instance is running {job} "
+                                               f"(waited {HEAVY_WAIT_SECONDS:.0f} s for its turn)")
+    _record(engine, ctx, job, district.id, result, started=ctx.clock())
+    return JobRecord(job, district.id, result, 0.0)
+
+
+def _run_job_now(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
     started = ctx.clock()
     run_id = _record(engine, ctx, job, district.id, JobResult(status=RUNNING), started=started, finished=False)
     clock = time.perf_counter()

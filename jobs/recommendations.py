@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from datetime import date
 
 import pandas as pd
@@ -18,7 +17,7 @@ from sqlalchemy import func, select
 from analytics import recommend
 from analytics.school_year import school_year_containing
 from config import District
-from database import exclusive, existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
+from database import existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
 from jobs.job import SKIPPED, JobContext, JobResult
 from jobs.most_used import NotPublished
 from models import (
@@ -30,20 +29,13 @@ log = logging.getLogger(__name__)
 RANDOM_STATE = 0
 
 
-# How long to wait for the fleet-wide lock before giving up this cycle's run (skipped).
-HEAVY_WAIT_SECONDS = float(os.environ.get("ANALYTICS_HEAVY_WAIT_SECONDS", "3600"))
-
-
 def run(engine, district: District, ctx: JobContext) -> JobResult:
+    """Heavy: the cycle runs it holding the fleet-wide lock (jobs.cycle.HEAVY)."""
     missing = _prerequisites_missing(engine, district, ctx.as_of)
     if missing:
         return JobResult(status=SKIPPED, message=f"not run: needs {' and '.join(missing)} to have succeeded "
                                                  f"for {ctx.as_of} first")
-    with exclusive(engine, "recommendations", wait_seconds=HEAVY_WAIT_SECONDS) as taken:
-        if not taken:
-            return JobResult(status=SKIPPED, message="another instance is computing recommendations "
-                                                     f"(waited {HEAVY_WAIT_SECONDS:.0f} s)")
-        return _run(engine, district, ctx)
+    return _run(engine, district, ctx)
 
 
 def _prerequisites_missing(engine, district: District, as_of: date) -> list[str]:

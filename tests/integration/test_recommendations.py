@@ -155,9 +155,12 @@ def test_too_few_students_always_use_peers_and_say_why(engine, tmp_path):
     assert table(engine, app_effects, "tiny").empty
 
 
-def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted):
+def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted, monkeypatch):
+    from jobs import cycle as cycle_module
+
+    monkeypatch.setattr(cycle_module, "HEAVY_WAIT_SECONDS", 0.0)
     landing, _ = planted
-    with exclusive(engine, "recommendations", "planted") as taken:
+    with exclusive(engine, "recommendations") as taken:
         assert taken
         result = cycle(engine, landing, "planted", jobs=["recommendations"])
     assert result.records[0].result.status == "skipped"
