@@ -25,6 +25,7 @@ from jobs.decrypt import remove_stale_folders
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult
 from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
+from progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     counts: Counter = Counter()
     reasons: Counter = Counter()
     result = JobResult()
-    for file in files:
+    bar = Progress(f"ingest {district.id}", len(files))
+    for done, file in enumerate(files, start=1):
+        bar.update(done, file.relpath.split("/")[-1])
         outcome = _ingest_file(engine, district, file, ctx)
         counts[outcome.status] += 1
         result.rows_out += outcome.rows_loaded
@@ -77,6 +80,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         if outcome.status == FAILED_FILE:
             reasons[f"file failed: {outcome.error}"] += 1
             log.warning("%s: %s: failed: %s", district.id, file.relpath, outcome.error)
+    bar.close()
     result.rows_in = result.rows_out + result.rows_rejected
     if counts[FAILED_FILE] or result.rows_rejected:
         result.status = COMPLETED_WITH_ERRORS

@@ -35,7 +35,23 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     if missing:
         return JobResult(status=SKIPPED, message=f"not run: needs {' and '.join(missing)} to have succeeded "
                                                  f"for {ctx.as_of} first")
+    if not ctx.force and _up_to_date(engine, district, ctx.as_of):
+        return JobResult(status=SKIPPED, message=f"up to date: already computed for {ctx.as_of} and nothing it "
+                                                 "reads has changed since (--force recomputes)")
     return _run(engine, district, ctx)
+
+
+def _up_to_date(engine, district: District, as_of: date) -> bool:
+    """Whether recommendations succeeded for this day after the last change to their inputs."""
+    ok = ("succeeded", "completed_with_errors")
+    mine = (job_runs.c.district_id == district.id) & (job_runs.c.as_of == as_of)
+    with engine.connect() as conn:
+        computed = conn.execute(select(func.max(job_runs.c.finished_at)).where(
+            mine, job_runs.c.job == "recommendations", job_runs.c.status.in_(ok))).scalar()
+        changed = conn.execute(select(func.max(job_runs.c.finished_at)).where(
+            mine, job_runs.c.job.in_(("dailypull", "most_used")), job_runs.c.status.in_(ok),
+            job_runs.c.rows_out > 0)).scalar()
+    return computed is not None and (changed is None or computed > changed)
 
 
 def _prerequisites_missing(engine, district: District, as_of: date) -> list[str]:

@@ -60,10 +60,10 @@ def settings(*districts):
     return config.parse({"districts": [{"id": d, "apps": APPS} for d in districts]})
 
 
-def cycle(engine, landing, *districts, jobs=JOBS, now=None):
+def cycle(engine, landing, *districts, jobs=JOBS, now=None, force=False):
     s = settings(*districts)
     return run_cycle(engine, s, districts=list(s.districts), jobs=jobs, as_of=AS_OF, landing_dir=landing,
-                     now=now or datetime(2026, 11, 22, 2, tzinfo=timezone.utc))
+                     now=now or datetime(2026, 11, 22, 2, tzinfo=timezone.utc), force=force)
 
 
 def table(engine, t, district):
@@ -125,7 +125,10 @@ def test_a_rerun_gives_identical_tables(engine, planted):
     before = {t.name: table(engine, t, "planted").sort_values(list(t.primary_key.columns.keys()), ignore_index=True)
               for t in (recommendations, app_effects, model_runs)}
     again = cycle(engine, landing, "planted", jobs=["recommendations"], now=datetime(2026, 11, 23, tzinfo=timezone.utc))
-    assert again.records[0].result.rows_out == 0
+    assert again.records[0].result.status == "skipped" and "up to date" in again.records[0].result.message
+    recomputed = cycle(engine, landing, "planted", jobs=["recommendations"], force=True,
+                       now=datetime(2026, 11, 23, tzinfo=timezone.utc))
+    assert recomputed.records[0].result.status == "succeeded" and recomputed.records[0].result.rows_out == 0
     for t in (recommendations, app_effects, model_runs):
         after = table(engine, t, "planted").sort_values(list(t.primary_key.columns.keys()), ignore_index=True)
         pd.testing.assert_frame_equal(after, before[t.name])
@@ -165,5 +168,5 @@ def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted, 
         result = cycle(engine, landing, "planted", jobs=["recommendations"])
     assert result.records[0].result.status == "skipped"
     assert "another instance" in result.records[0].result.message
-    after = cycle(engine, landing, "planted", jobs=["recommendations"])  # released: runs again
+    after = cycle(engine, landing, "planted", jobs=["recommendations"], force=True)  # released: runs again
     assert after.records[0].result.status == "succeeded"
