@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -150,12 +151,26 @@ class DatabaseUnusable(Exception):
 
 
 def _engine(url: str):
-    try:
-        return database.connect(url)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise DatabaseUnusable(f"DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", 2)
-    except OperationalError as exc:
-        raise DatabaseUnusable(f"cannot reach the database {database.describe(url)}: {exc.orig}", 1)
+    """Connect, retrying with backoff (1 s, 2 s, 4 s ... at most 30 s apart) for up to
+    ANALYTICS_DB_WAIT_SECONDS (default 60): a database restarting at night is waited for."""
+    wait = float(os.environ.get("ANALYTICS_DB_WAIT_SECONDS", "60"))
+    started, attempts, pause = time.monotonic(), 0, 1.0
+    while True:
+        attempts += 1
+        try:
+            return database.connect(url)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise DatabaseUnusable(f"DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", 2)
+        except OperationalError as exc:
+            waited = time.monotonic() - started
+            if waited + pause > wait:
+                raise DatabaseUnusable(
+                    f"cannot reach the database {database.describe(url)} after {attempts} attempts over "
+                    f"{waited:.0f} s: {str(exc.orig).strip().splitlines()[0]}", 1)
+            log.warning("cannot reach the database (attempt %d): %s; retrying in %.0f s",
+                        attempts, str(exc.orig).strip().splitlines()[0], pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
 
 def _status(settings, url: str, as_of: date, *, as_json: bool) -> int:

@@ -87,10 +87,17 @@ def test_a_database_url_that_is_not_one_exits_2(workdir):
     assert done.returncode == 2 and "DATABASE_URL is not a usable database URL" in done.stderr
 
 
-def test_an_unreachable_database_exits_1_without_the_password(workdir):
-    done = run([], workdir, DATABASE_URL="postgresql+psycopg2://analyst:s3cret@127.0.0.1:1/test")
+def test_an_unreachable_database_is_retried_then_exits_1_without_the_password(workdir):
+    import time
+
+    started = time.monotonic()
+    done = run([], workdir, DATABASE_URL="postgresql+psycopg2://analyst:s3cret@127.0.0.1:1/test",
+               ANALYTICS_DB_WAIT_SECONDS="4")
+    took = time.monotonic() - started
     assert done.returncode == 1
-    assert "cannot reach the database postgresql+psycopg2://analyst:***@127.0.0.1:1/test" in done.stderr
+    assert "cannot reach the database postgresql+psycopg2://analyst:***@127.0.0.1:1/test after 3 attempts" in done.stderr
+    assert done.stderr.count("retrying in") == 2  # after 1 s, then 2 s: bounded, with backoff
+    assert 3 <= took < 30
     assert "s3cret" not in done.stderr + done.stdout
 
 

@@ -78,9 +78,17 @@ def test_two_ingests_at_once_load_each_file_once(engine, tmp_path):
     put(tmp_path, "alpha/usage_small.csv", f"{HEADER}s1,ixl,2026-09-02,5\n", 2_000)
     results, errors = [], []
 
-    def one():
+    from datetime import datetime, timezone
+
+    from jobs import ingest
+    from jobs.job import JobContext
+
+    s = settings()
+    ctx = JobContext(settings=s, as_of=date(2026, 11, 22), now=datetime.now(timezone.utc), landing_dir=tmp_path)
+
+    def one():  # the ingest job itself, below the cycle's district claims: its own per-file lock
         try:
-            results.append(ingest_all(engine, tmp_path))
+            results.append(ingest.run(engine, s.districts[0], ctx))
         except Exception as exc:  # pragma: no cover - the assertion below shows it
             errors.append(exc)
 
