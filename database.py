@@ -119,26 +119,12 @@ def claim(engine: Engine, district_id: str, holder: str, lease_seconds: float) -
         yield other
         return
     mine = (job_claims.c.district_id == district_id) & (job_claims.c.holder == holder)
-    stop = threading.Event()
-
-    def renew():
-        while not stop.wait(lease_seconds / 3):
-            try:
-                with engine.begin() as conn:
-                    conn.execute(update(job_claims).where(mine).values(
-                        expires_at=datetime.now(timezone.utc) + timedelta(seconds=lease_seconds)))
-            except Exception:  # a missed renewal only shortens the lease
-                log.warning("could not renew the claim on %s", district_id, exc_info=True)
-
-    renewer = threading.Thread(target=renew, name=f"claim-{district_id}", daemon=True)
-    renewer.start()
-    try:
-        yield None
-    finally:
-        stop.set()
-        renewer.join()
-        with engine.begin() as conn:
-            conn.execute(delete(job_claims).where(mine))
+    with _renewing(engine, job_claims, mine, lease_seconds, f"claim-{district_id}"):
+        try:
+            yield None
+        finally:
+            with engine.begin() as conn:
+                conn.execute(delete(job_claims).where(mine))
 
 
 def holder_name() -> str:
@@ -148,12 +134,13 @@ def holder_name() -> str:
 
 @contextmanager
 def exclusive(engine: Engine, *names: str, wait_seconds: float = 0.0,
-              lease_seconds: int = 6 * 3600) -> Iterator[bool]:
+              lease_seconds: float | None = None) -> Iterator[bool]:
     """Hold the database-wide lock `names` while the block runs; yields whether it was taken.
 
     PostgreSQL: a session advisory lock on a connection of its own, released when the block
     ends or the process dies. SQLite: a row in service_locks, taken inside BEGIN IMMEDIATE,
-    deleted when the block ends; a holder that died loses it when the lease expires.
+    its lease renewed from a thread while the block runs and deleted when it ends; a holder
+    that died loses it when the lease expires. Waits up to `wait_seconds` for it.
     """
     deadline = time.monotonic() + wait_seconds
     if engine.dialect.name == "postgresql":
@@ -174,6 +161,7 @@ def exclusive(engine: Engine, *names: str, wait_seconds: float = 0.0,
         return
     from models import service_locks
 
+    lease = lease_seconds or float(os.environ.get("ANALYTICS_LEASE_SECONDS", "600"))
     name, holder = "/".join(names), f"{holder_name()}:{uuid.uuid4().hex[:8]}"
     while True:
         now = datetime.now(timezone.utc)
@@ -182,17 +170,43 @@ def exclusive(engine: Engine, *names: str, wait_seconds: float = 0.0,
             held = conn.execute(select(service_locks.c.holder).where(service_locks.c.name == name)).first()
             if held is None:
                 conn.execute(service_locks.insert().values(
-                    name=name, holder=holder, expires_at=now + timedelta(seconds=lease_seconds)))
+                    name=name, holder=holder, expires_at=now + timedelta(seconds=lease)))
         if held is None or time.monotonic() >= deadline:
             break
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    try:
-        yield held is None
-    finally:
-        if held is None:
+    if held is not None:
+        yield False
+        return
+    mine = (service_locks.c.name == name) & (service_locks.c.holder == holder)
+    with _renewing(engine, service_locks, mine, lease, f"lock-{name}"):
+        try:
+            yield True
+        finally:
             with engine.begin() as conn:
-                conn.execute(delete(service_locks).where(service_locks.c.name == name,
-                                                         service_locks.c.holder == holder))
+                conn.execute(delete(service_locks).where(mine))
+
+
+@contextmanager
+def _renewing(engine: Engine, table: Table, mine, lease_seconds: float, name: str) -> Iterator[None]:
+    """Push `table`'s expires_at for the rows `mine` forward every third of the lease."""
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(lease_seconds / 3):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(update(table).where(mine).values(
+                        expires_at=datetime.now(timezone.utc) + timedelta(seconds=lease_seconds)))
+            except Exception:  # a missed renewal only shortens the lease
+                log.warning("could not renew %s", name, exc_info=True)
+
+    thread = threading.Thread(target=renew, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def insert_missing(conn: Connection, table: Table, rows: list[dict]) -> None:

@@ -19,7 +19,7 @@ from analytics.school_year import school_year_containing
 from analytics.student_types import student_types
 from config import District
 from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, snapshot
-from jobs.job import JobContext, JobResult
+from jobs.job import JobContext, JobResult, checkpoint
 from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) ->
             conn.execute(delete(table).where(table.c.student_id == student), [{"student": s} for s in batch])
         rows = frame.set_index("student_id", drop=False).loc[changed.append(fresh)]
         bulk_insert(conn, table, rows.assign(updated_at=ctx.now).reset_index(drop=True))
+        checkpoint("dailypull.written")
     log.debug("%s: %d rows written, %d removed", table.name, len(rows), len(gone))
     return len(rows), len(gone)
 

@@ -22,7 +22,7 @@ from analytics.landing_rows import KINDS, reason_category, validate
 from config import District, Settings
 from database import bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
 from jobs.decrypt import remove_stale_folders
-from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult
+from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint
 from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
 from progress import Progress
@@ -231,6 +231,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
         if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
 
+    checkpoint("ingest.staged")
     notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
     stage.drop(conn)
     if loaded == 0 and rejected == 0:
@@ -241,6 +242,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
             notes="; ".join(notes) or None, finished_at=datetime.now(timezone.utc),
         )
     )
+    checkpoint("ingest.merged")
     return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=rejected, reasons=reasons)
 
 

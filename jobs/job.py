@@ -1,6 +1,9 @@
 """What every job receives and returns."""
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -34,3 +37,16 @@ class JobResult:
     rows_rejected: int = 0
     message: str = ""
     details: dict = field(default_factory=dict)  # job-specific figures for the summary
+
+
+def checkpoint(name: str) -> None:
+    """A test hook at a named step; does nothing unless the environment asks for it.
+
+    ANALYTICS_CRASH_AT=<name>: the process kills itself here (SIGKILL), to prove that a crash
+    at this step loses and half-publishes nothing. ANALYTICS_PAUSE_AT=<name>: it sleeps
+    ANALYTICS_PAUSE_SECONDS here, so a test can act (drop its connection, read) mid-step.
+    """
+    if os.environ.get("ANALYTICS_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("ANALYTICS_PAUSE_AT") == name:
+        time.sleep(float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5")))

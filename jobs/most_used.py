@@ -14,7 +14,7 @@ from analytics.most_used import app_summary, student_windows, top_apps, window_m
 from analytics.school_year import school_year_containing
 from config import District
 from database import existing_columns, read_frame, replace_district_rows, snapshot
-from jobs.job import JobContext, JobResult
+from jobs.job import JobContext, JobResult, checkpoint
 from models import assessments, dataframe_table, district_app_summary, most_used_software, usage
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         written = replace_district_rows(conn, most_used_software, district.id, top, stamp={"computed_at": ctx.now})
         written += replace_district_rows(conn, district_app_summary, district.id, summary,
                                          stamp={"computed_at": ctx.now})
+        checkpoint("most_used.written")
     result = JobResult(rows_in=len(daily), rows_out=written)
     counts = top.groupby("window")["student_id"].nunique().to_dict()
     result.message = (

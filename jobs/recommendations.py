@@ -18,7 +18,7 @@ from analytics import recommend
 from analytics.school_year import school_year_containing
 from config import District
 from database import existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
-from jobs.job import SKIPPED, JobContext, JobResult
+from jobs.job import SKIPPED, JobContext, JobResult, checkpoint
 from jobs.most_used import NotPublished
 from models import (
     app_effects, assessments, dataframe_table, job_runs, model_runs, recommendations, score_averages, usage,
@@ -158,6 +158,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.now})
         written += replace_district_rows(conn, app_effects, district.id, effects.assign(district_id=district.id),
                                          stamp={})
+        checkpoint("recommendations.written")
     best = next((r for r in runs if r["model_id"] == explaining), None)
     result = JobResult(rows_in=n, rows_out=written)
     result.message = (

@@ -24,23 +24,34 @@ def _with_search_path(url: str, schema: str) -> str:
 
 
 @pytest.fixture
-def pg_url():
-    """A PostgreSQL URL whose search_path is a fresh schema (dropped afterwards)."""
+def make_pg_url():
+    """A factory of PostgreSQL URLs, each with a fresh schema as search_path (all dropped after)."""
     if not PG_URL:
         pytest.skip("TEST_DATABASE_URL is not set (CI sets it; see README, 'Tests')")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.CreateSchema(schema))
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {exc.orig}")
-    try:
-        yield _with_search_path(PG_URL, schema)
-    finally:
-        with admin.begin() as conn:
+    schemas = []
+
+    def make() -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.schema.CreateSchema(schema))
+        except sa.exc.OperationalError as exc:
+            pytest.fail(f"TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {exc.orig}")
+        schemas.append(schema)
+        return _with_search_path(PG_URL, schema)
+
+    yield make
+    with admin.begin() as conn:
+        for schema in schemas:
             conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(make_pg_url):
+    """A PostgreSQL URL whose search_path is a fresh schema (dropped afterwards)."""
+    return make_pg_url()
 
 
 @pytest.fixture

@@ -93,3 +93,49 @@ def test_stale_decryption_folders_of_dead_processes_are_removed(tmp_path):
     mine.mkdir()
     assert remove_stale_folders(str(tmp_path)) == 1
     assert not dead.exists() and mine.exists()
+
+
+def test_a_full_disk_while_decrypting_fails_the_file_cleanly(engine, tmp_path, service_keyring, monkeypatch):
+    import os
+    import tempfile as real_tempfile
+
+    from jobs import decrypt
+
+    folder = tmp_path / "landing" / "alpha"
+    folder.mkdir(parents=True)
+    plain = write_plain(tmp_path / "usage.csv", ".csv", ["student_id", "app", "date", "minutes", "sessions"], ROWS)
+    service_keyring.encrypt(plain, folder / "usage.csv.gpg")
+    made = []
+
+    real_mkdtemp = real_tempfile.mkdtemp
+
+    def full_disk_folder(*args, prefix=None, **kwargs):
+        path = real_mkdtemp(*args, prefix=prefix, **kwargs)
+        if prefix and prefix.startswith(decrypt.PREFIX):
+            os.symlink("/dev/full", os.path.join(path, "plaintext"))  # every write: ENOSPC
+            made.append(path)
+        return path
+
+    monkeypatch.setattr(decrypt.tempfile, "mkdtemp", full_disk_folder)
+    result = load(engine, tmp_path / "landing")
+    assert result.status == "completed_with_errors" and result.rows_out == 0
+    with engine.connect() as conn:
+        status, error = conn.execute(select(ingested_files.c.status, ingested_files.c.error)).one()
+    assert status == "failed" and error.startswith("gpg could not decrypt the file")
+    assert made and not any(os.path.exists(p) for p in made)  # the private folder is gone
+
+
+def test_an_unwritable_temporary_folder_fails_the_file_cleanly(engine, tmp_path, service_keyring, monkeypatch):
+    import tempfile
+
+    folder = tmp_path / "landing" / "alpha"
+    folder.mkdir(parents=True)
+    plain = write_plain(tmp_path / "usage.csv", ".csv", ["student_id", "app", "date", "minutes", "sessions"], ROWS)
+    service_keyring.encrypt(plain, folder / "usage.csv.gpg")
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-a-folder"))  # TMPDIR that cannot hold folders
+    result = load(engine, tmp_path / "landing")
+    assert result.rows_out == 0
+    with engine.connect() as conn:
+        status, error = conn.execute(select(ingested_files.c.status, ingested_files.c.error)).one()
+    assert status == "failed" and error.startswith("cannot make a private temporary folder to decrypt into")

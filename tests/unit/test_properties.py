@@ -17,6 +17,7 @@ bounds = st.lists(st.integers(1, 99), min_size=3, max_size=3, unique=True).map(
 scores = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 
+@settings(derandomize=True)
 @given(st.lists(scores, max_size=50), bounds)
 def test_bands_are_exactly_the_bound_intervals(values, limits):
     banded = performance_band(pd.Series(values, dtype="float64"), limits)
@@ -28,6 +29,7 @@ def test_bands_are_exactly_the_bound_intervals(values, limits):
         assert band == expected
 
 
+@settings(derandomize=True)
 @given(st.floats(0, 100), st.floats(0, 100), bounds)
 def test_a_higher_score_never_gets_a_lower_band(a, b, limits):
     low, high = sorted([a, b])
@@ -40,7 +42,7 @@ days = st.dates(date(2024, 1, 1), date(2027, 12, 31))
 labels = st.integers(2022, 2027).map(lambda y: f"{y}-{(y + 1) % 100:02d}")
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(st.sampled_from("abcd"), days, st.floats(0, 100)), max_size=8),
     st.lists(st.tuples(st.sampled_from("abcd"), days, st.floats(0, 100)), max_size=8),
@@ -77,7 +79,7 @@ def test_type_codes_follow_the_priority_for_any_history(assessed, forecast, aver
 cell = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "ixl", "2026-09-01", "12", "-1", "1e3", "nan"]))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, derandomize=True)
 @given(st.lists(st.tuples(cell, cell, cell, cell), min_size=1, max_size=20))
 def test_validation_never_crashes_and_never_loses_a_valid_row(rows):
     frame = pd.DataFrame({name: pd.Series([r[i] for r in rows], dtype=object)
@@ -108,8 +110,8 @@ def is_day(text):
 
 
 def is_minutes(text):
-    try:
-        value = float(text)
-    except ValueError:
+    import re
+
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):  # plain ASCII decimals only
         return False
-    return 0 <= value <= 1440
+    return 0 <= float(text) <= 1440
