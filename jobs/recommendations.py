@@ -14,7 +14,6 @@ from datetime import date
 import pandas as pd
 from sqlalchemy import func, select
 
-from analytics import recommend
 from analytics.school_year import school_year_containing
 from config import District
 from database import existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
@@ -97,6 +96,10 @@ def _model_id(district: District, as_of: date, algorithm: str, fingerprint: str)
 
 
 def _run(engine, district: District, ctx: JobContext) -> JobResult:
+    # scikit-learn takes ~2 s to import: only this job needs it, not --status, --health or cron's
+    # other jobs, so it is imported here.
+    from analytics import recommend
+
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
     students, daily = _read(engine, district, ctx.as_of, year)
     features = recommend.student_features(
