@@ -88,7 +88,7 @@ def timed(command: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
 
 def in_job(stdout: str, job: str) -> str:
     """The job's own seconds from trigger.py's summary (wall time includes Python's start)."""
-    seconds = [float(line.split()[3]) for line in stdout.splitlines() if line.split()[:1] == [job]]
+    seconds = [float(line.split()[3]) for line in stdout.splitlines() if line.startswith(f"{job} ")]
     return f"{sum(seconds):.2f} s inside the job" if seconds else ""
 
 
