@@ -41,22 +41,24 @@ def connect(url: str) -> Engine:
         _sqlite_transactions(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
+    with engine.begin() as conn:
+        if is_postgres(conn):  # instances starting at once take turns (SQLite: BEGIN IMMEDIATE)
+            conn.execute(select(func.pg_advisory_xact_lock(lock_key("schema"))))
+        metadata.create_all(conn)
+        _add_missing_columns(conn)
     return engine
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def _add_missing_columns(conn: Connection) -> None:
     """Give tables made by an earlier version the nullable columns added since: a
     newcomer, or an upgrade, runs no migration step."""
-    with engine.begin() as conn:
-        inspector = inspect(conn)
-        for table in metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present and column.nullable:
-                    conn.execute(AddColumn(table, column))
-                    log.info("%s: column %s added", table.name, column.name)
+    inspector = inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                conn.execute(AddColumn(table, column))
+                log.info("%s: column %s added", table.name, column.name)
 
 
 def _sqlite_transactions(engine: Engine) -> None:

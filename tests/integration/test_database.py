@@ -56,3 +56,15 @@ def test_bulk_insert_keeps_awkward_text_exactly(engine, text):
         bulk_insert(conn, rejected_rows, frame)
         stored = conn.execute(select(rejected_rows.c.raw)).scalar_one()
     assert stored == (text or None)  # an empty cell is NULL, as everywhere in the service
+
+
+def test_instances_creating_the_schema_at_once_take_turns(db_url):
+    """Two processes starting on an empty database both create the tables: neither fails."""
+    import subprocess
+    import sys
+
+    code = "import database, sys; database.connect(sys.argv[1]).dispose()"
+    processes = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert all(p.returncode == 0 for p in processes), errors
