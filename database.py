@@ -97,100 +97,29 @@ def snapshot(engine: Engine) -> Connection:
     return conn
 
 
-@contextmanager
-def claim(engine: Engine, district_id: str, holder: str, lease_seconds: float) -> Iterator[str | None]:
-    """Claim a district for this instance while the block runs.
+def _take_lease(engine: Engine, table: Table, key: Column, value: str, holder: str, lease_seconds: float,
+                **columns) -> str | None:
+    """Take the lease row `key == value` for `holder` unless another holder's has not expired.
 
-    Yields None when the claim is ours, else the holder that has it. The lease is renewed
-    every third of `lease_seconds` from a thread; a holder that dies stops renewing, and
-    the district is free again once its lease has expired.
+    Returns None when taken, else the holder that has it. One transaction: on PostgreSQL the
+    takers of one row take turns on an advisory lock; on SQLite BEGIN IMMEDIATE does it.
     """
-    from models import job_claims
-
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
-        if is_postgres(conn):  # claimers of one district take turns (SQLite: BEGIN IMMEDIATE)
-            conn.execute(select(func.pg_advisory_xact_lock(lock_key("claim", district_id))))
-        conn.execute(delete(job_claims).where(job_claims.c.district_id == district_id,
-                                              job_claims.c.expires_at < now))
-        other = conn.execute(select(job_claims.c.holder).where(job_claims.c.district_id == district_id)).scalar()
+        if is_postgres(conn):
+            conn.execute(select(func.pg_advisory_xact_lock(lock_key(table.name, value))))
+        conn.execute(delete(table).where(key == value, table.c.expires_at < now))
+        other = conn.execute(select(table.c.holder).where(key == value)).scalar()
         if other is None:
-            conn.execute(job_claims.insert().values(district_id=district_id, holder=holder, claimed_at=now,
-                                                    expires_at=now + timedelta(seconds=lease_seconds)))
-    if other is not None:
-        yield other
-        return
-    mine = (job_claims.c.district_id == district_id) & (job_claims.c.holder == holder)
-    with _renewing(engine, job_claims, mine, lease_seconds, f"claim-{district_id}"):
-        try:
-            yield None
-        finally:
-            with engine.begin() as conn:
-                conn.execute(delete(job_claims).where(mine))
-
-
-def holder_name() -> str:
-    """This process, as claims and locks name it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+            conn.execute(table.insert().values({key.name: value, "holder": holder,
+                                                "expires_at": now + timedelta(seconds=lease_seconds), **columns}))
+    return other
 
 
 @contextmanager
-def exclusive(engine: Engine, *names: str, wait_seconds: float = 0.0,
-              lease_seconds: float | None = None) -> Iterator[bool]:
-    """Hold the database-wide lock `names` while the block runs; yields whether it was taken.
-
-    PostgreSQL: a session advisory lock on a connection of its own, released when the block
-    ends or the process dies. SQLite: a row in service_locks, taken inside BEGIN IMMEDIATE,
-    its lease renewed from a thread while the block runs and deleted when it ends; a holder
-    that died loses it when the lease expires. Waits up to `wait_seconds` for it.
-    """
-    deadline = time.monotonic() + wait_seconds
-    if engine.dialect.name == "postgresql":
-        key = lock_key(*names)
-        with engine.connect() as conn:
-            while True:
-                taken = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
-                conn.commit()
-                if taken or time.monotonic() >= deadline:
-                    break
-                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            try:
-                yield bool(taken)
-            finally:
-                if taken:
-                    conn.execute(select(func.pg_advisory_unlock(key)))
-                    conn.commit()
-        return
-    from models import service_locks
-
-    lease = lease_seconds or float(os.environ.get("ANALYTICS_LEASE_SECONDS", "600"))
-    name, holder = "/".join(names), f"{holder_name()}:{uuid.uuid4().hex[:8]}"
-    while True:
-        now = datetime.now(timezone.utc)
-        with engine.begin() as conn:
-            conn.execute(delete(service_locks).where(service_locks.c.name == name, service_locks.c.expires_at < now))
-            held = conn.execute(select(service_locks.c.holder).where(service_locks.c.name == name)).first()
-            if held is None:
-                conn.execute(service_locks.insert().values(
-                    name=name, holder=holder, expires_at=now + timedelta(seconds=lease)))
-        if held is None or time.monotonic() >= deadline:
-            break
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    if held is not None:
-        yield False
-        return
-    mine = (service_locks.c.name == name) & (service_locks.c.holder == holder)
-    with _renewing(engine, service_locks, mine, lease, f"lock-{name}"):
-        try:
-            yield True
-        finally:
-            with engine.begin() as conn:
-                conn.execute(delete(service_locks).where(mine))
-
-
-@contextmanager
-def _renewing(engine: Engine, table: Table, mine, lease_seconds: float, name: str) -> Iterator[None]:
-    """Push `table`'s expires_at for the rows `mine` forward every third of the lease."""
+def _holding(engine: Engine, table: Table, mine, lease_seconds: float, name: str) -> Iterator[None]:
+    """While the block runs, push the lease rows `mine` forward every third of the lease from a
+    thread (a holder that dies stops renewing); delete them when it ends."""
     stop = threading.Event()
 
     def renew():
@@ -209,6 +138,84 @@ def _renewing(engine: Engine, table: Table, mine, lease_seconds: float, name: st
     finally:
         stop.set()
         thread.join()
+        with engine.begin() as conn:
+            conn.execute(delete(table).where(mine))
+
+
+def _retry(attempt, wait_seconds: float):
+    """Call `attempt` until it returns something true or `wait_seconds` have passed."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        result = attempt()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+@contextmanager
+def claim(engine: Engine, district_id: str, holder: str, lease_seconds: float) -> Iterator[str | None]:
+    """Claim a district for this instance while the block runs.
+
+    Yields None when the claim is ours, else the holder that has it. The lease is renewed
+    while the block runs; a holder that dies stops renewing, and the district is free again
+    once its lease has expired.
+    """
+    from models import job_claims
+
+    other = _take_lease(engine, job_claims, job_claims.c.district_id, district_id, holder, lease_seconds,
+                        claimed_at=datetime.now(timezone.utc))
+    if other is not None:
+        yield other
+        return
+    mine = (job_claims.c.district_id == district_id) & (job_claims.c.holder == holder)
+    with _holding(engine, job_claims, mine, lease_seconds, f"claim-{district_id}"):
+        yield None
+
+
+def holder_name() -> str:
+    """This process, as claims and locks name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def exclusive(engine: Engine, *names: str, wait_seconds: float = 0.0,
+              lease_seconds: float | None = None) -> Iterator[bool]:
+    """Hold the database-wide lock `names` while the block runs; yields whether it was taken.
+
+    PostgreSQL: a session advisory lock on a connection of its own, released when the block
+    ends or the process dies. SQLite: a lease row in service_locks, renewed while the block
+    runs and deleted when it ends; a holder that died loses it when the lease expires.
+    Waits up to `wait_seconds` for it.
+    """
+    if engine.dialect.name == "postgresql":
+        key = lock_key(*names)
+        with engine.connect() as conn:
+
+            def attempt() -> bool:
+                taken = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
+                conn.commit()
+                return bool(taken)
+
+            taken = _retry(attempt, wait_seconds)
+            try:
+                yield taken
+            finally:
+                if taken:
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+        return
+    from models import service_locks
+
+    lease = lease_seconds or float(os.environ.get("ANALYTICS_LEASE_SECONDS", "600"))
+    name, holder = "/".join(names), f"{holder_name()}:{uuid.uuid4().hex[:8]}"
+    taken = _retry(lambda: _take_lease(engine, service_locks, service_locks.c.name, name, holder, lease) is None,
+                   wait_seconds)
+    if not taken:
+        yield False
+        return
+    mine = (service_locks.c.name == name) & (service_locks.c.holder == holder)
+    with _holding(engine, service_locks, mine, lease, f"lock-{name}"):
+        yield True
 
 
 def insert_missing(conn: Connection, table: Table, rows: list[dict]) -> None:

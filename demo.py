@@ -64,11 +64,6 @@ def _config_text(districts) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _school_days(start: date, end: date) -> pd.DatetimeIndex:
-    days = pd.date_range(start, end, freq="D")
-    return days
-
-
 def generate(root: Path, as_of: date, seed: int = 20260801) -> Path:
     """Write root/landing/** and root/districts.yaml; return the districts.yaml path."""
     root.mkdir(parents=True, exist_ok=True)

@@ -140,8 +140,12 @@ def _service(args, settings_path: Path, landing_dir: Path, url: str) -> int:
         print(why)
         return 0 if healthy else 1
     return service.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
-                           after_cycle=lambda cycle: (print(report.cycle_summary(cycle), flush=True),
-                                                      notify.notify(cycle))).serve()
+                           after_cycle=_report_and_notify).serve()
+
+
+def _report_and_notify(cycle) -> None:
+    print(report.cycle_summary(cycle), flush=True)
+    notify.notify(cycle)
 
 
 class DatabaseUnusable(Exception):

@@ -232,12 +232,6 @@ service_locks = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
-DATAFRAME_COLUMNS = (
-    "student_id", "school_id", "grade", "type", "score", "performance",
-    "total_minutes", "active_days", "first_active", "last_active",
-)  # then app_<id> per configured app, then updated_at
-
-
 def dataframe_table_name(district_id: str) -> str:
     if problem := check_district_id(district_id):
         raise ValueError(problem)
