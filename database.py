@@ -5,7 +5,6 @@ dialect's own quoting; values always travel as bound parameters or COPY data.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import logging
@@ -20,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from sqlalchemy import Column, Engine, Table, create_engine, delete, event, func, inspect, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -255,26 +256,29 @@ def _sqlite_rows(frame: pd.DataFrame, table: Table) -> list[tuple]:
     return list(zip(*columns))
 
 
-def _copy_text(frame: pd.DataFrame, table: Table) -> io.StringIO:
-    """The frame as CSV for PostgreSQL COPY: empty unquoted field = NULL."""
-    columns = {}
+def _copy_csv(frame: pd.DataFrame, table: Table) -> io.BytesIO:
+    """The frame as CSV for PostgreSQL COPY, written by Arrow: NULL is an empty unquoted
+    field, and every text value is quoted (so empty text, which we store as NULL, is made
+    NULL first, and a \r or \n inside a value stays inside it)."""
+    arrays = []
     for name in frame.columns:
-        column = table.c[name]
+        column_type = table.c[name].type
         values = frame[name]
-        if isinstance(column.type, Date):
-            values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
-        elif isinstance(column.type, DateTime):
-            values = pd.to_datetime(values, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-        elif isinstance(column.type, (Integer, SmallInteger, BigInteger)):
-            values = values.astype("Int64")
-        columns[name] = values
-    buffer = io.StringIO()
-    # "\r\n" as the line end makes the writer quote any field holding \r or \n, which COPY
-    # would otherwise read as the end of a row.
-    pd.DataFrame(columns, index=frame.index).to_csv(
-        buffer, header=False, index=False, na_rep="", quoting=csv.QUOTE_MINIMAL, float_format="%.17g",
-        lineterminator="\r\n",
-    )
+        if isinstance(column_type, Date):
+            array = pa.array(pd.to_datetime(values).astype("datetime64[s]"), from_pandas=True).cast(pa.date32())
+        elif isinstance(column_type, DateTime):
+            array = pa.array(pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]"), from_pandas=True)
+        elif isinstance(column_type, (Integer, SmallInteger, BigInteger)):
+            array = pa.array(values.astype("Int64"), type=pa.int64(), from_pandas=True)
+        elif isinstance(column_type, Float):
+            array = pa.array(values.astype("float64"), type=pa.float64(), from_pandas=True)
+        else:  # text: empty is NULL
+            text = values.astype("string")
+            array = pa.array(text.mask(text.eq("")), type=pa.string(), from_pandas=True)
+        arrays.append(array)
+    buffer = io.BytesIO()
+    pacsv.write_csv(pa.Table.from_arrays(arrays, names=list(frame.columns)), buffer,
+                    pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     buffer.seek(0)
     return buffer
 
@@ -299,7 +303,7 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
         )
         raw = conn.connection.driver_connection
         with raw.cursor() as cursor:
-            cursor.copy_expert(statement, _copy_text(frame, table))
+            cursor.copy_expert(statement, _copy_csv(frame, table))
     else:
         statement = table.insert().compile(dialect=conn.dialect, column_keys=list(frame.columns))
         conn.exec_driver_sql(str(statement), _sqlite_rows(frame, table))

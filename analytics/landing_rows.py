@@ -140,6 +140,19 @@ def _school_year(cells: pd.Series):
     return values, _flag(_none(cells.index), ~good, values, "school_year {} is not a school year like 2025-26")
 
 
+def _text(cells: pd.Series) -> pd.Series:
+    """Cells as text with "" for missing; Arrow-backed text stays as it is (no copy)."""
+    if isinstance(cells.dtype, pd.StringDtype):
+        return cells.fillna("")
+    return cells.astype(object).fillna("").astype(object)
+
+
+def _decoded(values: pd.Series) -> pd.Series:
+    """Lone surrogates (undecodable bytes) shown as U+FFFD, as a database can store them."""
+    values = values.astype(object).fillna("")
+    return values.str.encode("utf-8", "surrogateescape").str.decode("utf-8", "replace")
+
+
 def reason_category(reasons: pd.Series) -> pd.Series:
     """Each single problem of each reason, without the quoted value: for counting.
 
@@ -155,8 +168,10 @@ def reason_category(reasons: pd.Series) -> pd.Series:
 def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split rows of one kind into typed good rows and rejected rows.
 
-    Input: `cells` has one text column per header name (missing cells as ""), plus `line`
-    (the row's line number in its file, Int64) and `raw` (the row as text).
+    Input: `cells` has one text column per header name (missing cells as ""; Python text
+    with undecodable bytes as lone surrogates, or Arrow-backed text), plus `line` (the row's
+    line number in its file, Int64) and optionally `raw` (the row as text; without it, a
+    rejected row's raw text is its cells joined with ",", as a CSV line has them).
     Output: (good, rejected).
       good: `line` and the kind's columns, typed: ids as string (trimmed), days as
         datetime64, minutes and score as float64 (minutes 0..1440, score 0..100), sessions
@@ -164,17 +179,22 @@ def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
       rejected: line, reason (every problem of the row, '; '-separated), raw (undecodable
         bytes shown as U+FFFD).
     """
-    # `raw` joins a row's cells: a row without lone surrogates in it has none in any cell.
-    undecodable = cells["raw"].astype(object).fillna("").str.contains(_NOT_UTF8.pattern, regex=True)
-    text: dict[str, pd.Series] = {}
-    for column in ("raw", *kind.columns):
-        if column not in cells:  # an optional column the file does not have
-            continue
-        values = cells[column].astype(object).fillna("")
-        if undecodable.any():
-            values = values.str.encode("utf-8", "surrogateescape").str.decode("utf-8", "replace")
-        text[column] = values.astype("string")
-    raw = text.pop("raw")
+    cell_columns = [c for c in cells.columns if c not in ("line", "raw")]
+    text = {c: _text(cells[c]) for c in cell_columns}
+    if "raw" in cells:  # the row as the file had it: one check covers every cell
+        raw = _text(cells["raw"])
+        checked = {"raw": raw}
+    else:  # the raw text is built below for rejected rows only
+        raw = None
+        checked = text
+    undecodable = pd.Series(False, index=cells.index)
+    nul = pd.Series(False, index=cells.index)
+    for values in checked.values():
+        if values.dtype == object:  # decoded by Python (lone surrogates); Arrow text is valid UTF-8
+            undecodable |= values.str.contains(_NOT_UTF8.pattern, regex=True).astype(bool)
+        nul |= values.str.contains("\x00", regex=False).fillna(False).astype(bool)
+    text = {c: (_decoded(v) if undecodable.any() else v).astype("string")
+            for c, v in text.items() if c in kind.columns}
     typed: dict[str, pd.Series] = {}
     reasons: list[pd.Series] = []
     for column, values in text.items():
@@ -202,13 +222,15 @@ def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
         else:  # pragma: no cover - KINDS and this dispatch are written together
             raise AssertionError(column)
         reasons.append(reason)
-    nul = raw.str.contains("\x00", regex=False)  # no database text type can hold it
-    reasons.insert(0, _flag(_none(cells.index), nul, raw, "contains a NUL character"))
-    reasons.insert(0, _flag(_none(cells.index), undecodable, raw, "bytes are not valid UTF-8"))
+    reasons.insert(0, _flag(_none(cells.index), nul, _none(cells.index), "contains a NUL character"))
+    reasons.insert(0, _flag(_none(cells.index), undecodable, _none(cells.index), "bytes are not valid UTF-8"))
     reason = _fold(reasons, cells.index)
     bad = reason.notna()
     good = pd.DataFrame({"line": cells["line"].astype("Int64"), **typed}).loc[~bad]
     good = good.astype({c: "string" for c in good.columns if good[c].dtype == object})
-    raw = raw.str.replace("\x00", "\ufffd", regex=False)
-    rejected = pd.DataFrame({"line": cells["line"].astype("Int64"), "reason": reason, "raw": raw}).loc[bad]
+    if raw is None:
+        rows = cells.loc[bad, cell_columns].astype(object).fillna("")
+        raw = pd.Series([",".join(r) for r in rows.itertuples(index=False)], index=rows.index, dtype=object)
+    raw = _decoded(raw.loc[bad]).astype("string").str.replace("\x00", "\ufffd", regex=False)
+    rejected = pd.DataFrame({"line": cells["line"].astype("Int64").loc[bad], "reason": reason.loc[bad], "raw": raw})
     return good.reset_index(drop=True), rejected.reset_index(drop=True)

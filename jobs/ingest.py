@@ -23,7 +23,7 @@ from config import District, Settings
 from database import bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
 from jobs.decrypt import remove_stale_folders
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint
-from jobs.landing import FileReader, FileUnreadable, LandingFile, discover, fingerprint
+from jobs.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
 from progress import Progress
 
@@ -196,8 +196,6 @@ def _stage_table(kind_name: str) -> Table:
 
 
 def _load(conn, district: District, file: LandingFile, sha: str, size: int, started: datetime) -> FileOutcome:
-    kind = KINDS[file.kind]
-    target = SOURCE_TABLES[file.kind]
     previous = select(ingested_files.c.file_id).where(  # a retry, a reload or --force: replace its record
         ingested_files.c.district_id == district.id, ingested_files.c.path == file.relpath,
         ingested_files.c.sha256.in_((sha, UNREADABLE)),
@@ -213,27 +211,22 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
         ).returning(ingested_files.c.file_id)
     ).scalar_one()
 
-    stage = _stage_table(file.kind)
-    stage.create(conn)
-    loaded = rejected = 0
-    reasons: Counter = Counter()
-    with FileReader(file, size) as reader:
-        for chunk in reader.chunks():
-            good, bad = validate(kind, chunk.cells)
-            bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
-            loaded += bulk_insert(conn, stage, good)
-            if len(bad):
-                rejected += bulk_insert(conn, rejected_rows, bad.assign(
-                    file_id=file_id, district_id=district.id, path=file.relpath
-                ))
-                reasons.update(reason_category(bad["reason"]))
-        notes = list(reader.notes)
-        if not reader.unchanged(sha):
-            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
-
-    checkpoint("ingest.staged")
-    notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
-    stage.drop(conn)
+    # Fastest first; each later plan is what the one before hands over to, after rolling
+    # back what it wrote: (Arrow reader, rows straight into the table) -> (Arrow reader,
+    # staging + merge) -> (exact reader, staging + merge).
+    fast, direct = True, _direct_ok(conn, file)
+    while True:
+        try:
+            with conn.begin_nested():
+                loaded, rejected, reasons, notes = _read_and_write(
+                    conn, district, file, sha, size, file_id, fast=fast, direct=direct)
+            break
+        except NeedsExactReader as exc:
+            log.debug("%s: the exact reader takes over: %s", file.relpath, exc)
+            fast = direct = False
+        except _KeysExist:
+            log.debug("%s: some of its keys are loaded already: staging and merging", file.relpath)
+            direct = False
     if loaded == 0 and rejected == 0:
         notes.append("header only: no rows")
     conn.execute(
@@ -244,6 +237,68 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     )
     checkpoint("ingest.merged")
     return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=rejected, reasons=reasons)
+
+
+class _KeysExist(Exception):
+    """A row written straight into the table met an existing key (or a repeat within the
+    file): the file goes through staging and merging instead."""
+
+
+def _direct_ok(conn, file: LandingFile) -> bool:
+    """Whether usage rows may be COPYed straight into `usage` (PostgreSQL), which a unique
+    violation rolls back: the usual new day of usage has keys nobody has loaded yet."""
+    return is_postgres(conn) and file.kind == "usage"
+
+
+def _read_and_write(conn, district: District, file: LandingFile, sha: str, size: int, file_id: int, *,
+                    fast: bool, direct: bool) -> tuple[int, int, Counter, list[str]]:
+    kind = KINDS[file.kind]
+    target = SOURCE_TABLES[file.kind]
+    stage = None if direct else _stage_table(file.kind)
+    if stage is not None:
+        stage.create(conn)
+    loaded = rejected = 0
+    reasons: Counter = Counter()
+    unlisted: Counter = Counter()
+    with FileReader(file, size, fast=fast) as reader:
+        for chunk in reader.chunks():
+            good, bad = validate(kind, chunk.cells)
+            bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
+            if direct:
+                loaded += _copy_new_rows(conn, target, good.drop(columns="line"), district, file_id)
+                outside = good["app"].loc[~good["app"].isin(district.apps)]
+                unlisted.update(outside.value_counts().to_dict())
+            else:
+                loaded += bulk_insert(conn, stage, good)
+            if len(bad):
+                rejected += bulk_insert(conn, rejected_rows, bad.assign(
+                    file_id=file_id, district_id=district.id, path=file.relpath
+                ))
+                reasons.update(reason_category(bad["reason"]))
+        notes = list(reader.notes)
+        if not reader.unchanged(sha):
+            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
+    checkpoint("ingest.staged")
+    if direct:
+        if unlisted:
+            notes.append(_unlisted_note(sorted(unlisted.items())))
+    else:
+        notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
+        stage.drop(conn)
+    return loaded, rejected, reasons, notes
+
+
+def _copy_new_rows(conn, target: Table, good: pd.DataFrame, district: District, file_id: int) -> int:
+    from psycopg2.errors import UniqueViolation
+
+    try:
+        return bulk_insert(conn, target, good.assign(district_id=district.id, file_id=file_id))
+    except UniqueViolation:
+        raise _KeysExist() from None
+
+
+def _unlisted_note(counts) -> str:
+    return "usage for apps the district does not list (kept): " + ", ".join(f"{app} ({n} rows)" for app, n in counts)
 
 
 def _merge(conn, district: District, kind, stage: Table, target: Table, file_id: int, *,
@@ -273,8 +328,7 @@ def _merge(conn, district: District, kind, stage: Table, target: Table, file_id:
             .group_by(stage.c.app).order_by(stage.c.app)
         ).all()
         if unlisted:
-            notes.append("usage for apps the district does not list (kept): "
-                         + ", ".join(f"{app} ({n} rows)" for app, n in unlisted))
+            notes.append(_unlisted_note(unlisted))
     else:
         last = select(func.max(stage.c.line)).group_by(*key)
         rows = select(*head, *(stage.c[v] for v in values), *tail).where(stage.c.line.in_(last))

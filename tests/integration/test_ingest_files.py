@@ -80,3 +80,35 @@ def test_a_file_that_changes_while_it_is_read_is_not_loaded_and_is_retried(engin
     monkeypatch.undo()
     result = ingest_once(engine, tmp_path)
     assert result.rows_out == 301
+
+
+def test_each_file_takes_the_fastest_way_that_reads_and_merges_it_exactly(engine, tmp_path, monkeypatch):
+    """New keys: Arrow reader, rows straight into `usage` (PostgreSQL). Keys loaded before:
+    staging + merge (the later file wins). A blank line: the exact reader. Same result."""
+    ways = []
+    real = ingest._read_and_write
+
+    def spy(conn, district, file, *args, fast, direct):
+        ways.append((file.relpath.split("/")[-1], fast, direct))
+        return real(conn, district, file, *args, fast=fast, direct=direct)
+
+    monkeypatch.setattr(ingest, "_read_and_write", spy)
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "usage_1.csv").write_text(USAGE)
+    ingest_once(engine, tmp_path)
+    (folder / "usage_2.csv").write_text("student_id,app,date,minutes\ns1,ixl,2026-09-01,42\ns1,ixl,2026-09-02,7\n")
+    ingest_once(engine, tmp_path)
+    (folder / "usage_3.csv").write_text("student_id,app,date,minutes\ns2,ixl,2026-09-02,8\n\ns2,ixl,2026-09-03,9\n")
+    ingest_once(engine, tmp_path)
+    direct = engine.dialect.name == "postgresql"
+    expected = [("usage_1.csv", True, direct)]
+    expected += [("usage_2.csv", True, True), ("usage_2.csv", True, False)] if direct else [("usage_2.csv", True, False)]
+    expected += [("usage_3.csv", True, direct), ("usage_3.csv", False, False)]
+    assert ways == expected
+    with engine.connect() as conn:
+        minutes = dict(((r.student_id, str(r.date)), r.minutes) for r in conn.execute(select(usage)))
+    assert len(minutes) == 300 + 3
+    assert minutes[("s1", "2026-09-01")] == 42 and minutes[("s1", "2026-09-02")] == 7
+    assert minutes[("s2", "2026-09-01")] == 2 and minutes[("s2", "2026-09-03")] == 9
+    assert manifest(engine)["alpha/usage_3.csv"] == ("loaded", 2, None)
