@@ -19,6 +19,7 @@ from analytics.school_year import school_year_containing
 from analytics.student_types import student_types
 from config import District
 from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, snapshot
+from jobs import ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint
 from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage
 
@@ -29,8 +30,10 @@ _DELETE_BATCH = 5_000
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
+    start = ctx.settings.school_year_start
     with snapshot(engine) as conn:
-        inputs = _read_inputs(conn, district, year.start, ctx.as_of)
+        rolled = None if ctx.force else rollup.read(conn, district.id, start, year.start, ctx.as_of)
+        inputs = _read_inputs(conn, district, year.start, ctx.as_of, rolled)
     types = student_types(
         inputs["assessments"], inputs["forecasts"], inputs["averages"], year=year, as_of=ctx.as_of
     )
@@ -48,29 +51,49 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         "unlisted_apps": unlisted,
     }
     result.message = f"{len(frame)} students ({year.label} to {ctx.as_of}); {written} rows written, {removed} removed"
+    result.details["from"] = "usage rollups" if rolled is not None else "usage"
+    if rolled is None and not ctx.force:
+        with engine.begin() as conn:  # once per district: later nights read the rollups
+            ingest.lock_district(conn, district)
+            if not rollup.is_complete(conn, district.id, start):
+                rollup.rebuild(conn, district.id, start)
     if unlisted:
         result.message += f"; usage of apps not listed (no column): {', '.join(unlisted)}"
     return result
 
 
-def _read_inputs(conn, district: District, start, as_of) -> dict[str, pd.DataFrame]:
-    """Everything dailypull needs for one district, aggregated where the database can."""
+def _read_inputs(conn, district: District, start, as_of, rolled: dict | None) -> dict[str, pd.DataFrame]:
+    """Everything dailypull needs for one district, aggregated where the database can.
+
+    `rolled`: the usage inputs from the rollups (`jobs.rollup.read`), or None to aggregate
+    the school year's rows of `usage`.
+    """
     in_district = {name: t.c.district_id == district.id for name, t in SOURCE_TABLES.items()}
     in_year = usage.c.date.between(start, as_of)
-    ids = union(*(select(t.c.student_id).where(in_district[name]) for name, t in SOURCE_TABLES.items()))
+    others = [select(t.c.student_id).where(in_district[name]) for name, t in SOURCE_TABLES.items()
+              if rolled is None or t is not usage]
+    if rolled is None:
+        rolled = {
+            "app_minutes": read_frame(conn, select(usage.c.student_id, usage.c.app,
+                                                   func.sum(usage.c.minutes).label("minutes"))
+                                      .where(in_district["usage"], in_year)
+                                      .group_by(usage.c.student_id, usage.c.app)),
+            "activity": read_frame(conn, select(
+                usage.c.student_id,
+                func.count(usage.c.date.distinct()).label("active_days"),
+                func.min(usage.c.date).label("first_active"),
+                func.max(usage.c.date).label("last_active"),
+            ).where(in_district["usage"], in_year, usage.c.minutes > 0).group_by(usage.c.student_id)),
+        }
+        ids = read_frame(conn, union(*others))
+    else:
+        ids = pd.concat([read_frame(conn, union(*others)), rolled["usage_ids"]], ignore_index=True)
     return {
-        "ids": read_frame(conn, ids),
+        "ids": ids,
         "roster": read_frame(conn, select(students.c.student_id, students.c.school_id, students.c.grade)
                              .where(in_district["students"])),
-        "app_minutes": read_frame(conn, select(usage.c.student_id, usage.c.app, func.sum(usage.c.minutes).label("minutes"))
-                                  .where(in_district["usage"], in_year)
-                                  .group_by(usage.c.student_id, usage.c.app)),
-        "activity": read_frame(conn, select(
-            usage.c.student_id,
-            func.count(usage.c.date.distinct()).label("active_days"),
-            func.min(usage.c.date).label("first_active"),
-            func.max(usage.c.date).label("last_active"),
-        ).where(in_district["usage"], in_year, usage.c.minutes > 0).group_by(usage.c.student_id)),
+        "app_minutes": rolled["app_minutes"],
+        "activity": rolled["activity"],
         "assessments": read_frame(conn, select(assessments.c.student_id, assessments.c.date, assessments.c.score)
                                   .where(in_district["assessments"], assessments.c.date.between(start, as_of))
                                   .order_by(assessments.c.student_id, assessments.c.assessment_id)),

@@ -19,9 +19,12 @@ from sqlalchemy.exc import DataError
 from sqlalchemy import Column, Integer, MetaData, Table, and_, delete, func, literal, select, update
 
 from analytics.landing_rows import KINDS, reason_category, validate
+from analytics.usage_rollup import merge_activity, merge_totals
+from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
 from database import bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
 from jobs.decrypt import remove_stale_folders
+from jobs import rollup
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint
 from jobs.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
@@ -119,7 +122,7 @@ def _loaded_elsewhere(conn, district: District, file: LandingFile, sha: str) -> 
     ).scalar()
 
 
-def _lock_district(conn, district: District) -> None:
+def lock_district(conn, district: District) -> None:
     """Serialise concurrent ingests of one district until this transaction ends.
 
     PostgreSQL: a transaction-level advisory lock on a stable 64-bit key. SQLite: the
@@ -153,7 +156,7 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext)
 
     try:
         with engine.begin() as conn:
-            _lock_district(conn, district)
+            lock_district(conn, district)
             latest = _latest_version(conn, district, file.relpath)
             if latest is not None and latest.sha256 == sha and not ctx.force:
                 return FileOutcome("skipped")
@@ -165,7 +168,7 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext)
                 _record(conn, district, file, sha, started, status=DUPLICATE, notes=f"same bytes as {original}")
                 log.info("%s: %s: duplicate of %s, not loaded again", district.id, file.relpath, original)
                 return FileOutcome(DUPLICATE)
-            outcome = _load(conn, district, file, sha, size, started)
+            outcome = _load(conn, district, file, sha, size, started, ctx.settings.school_year_start)
     except (FileUnreadable, FileChanged) as exc:
         error = str(exc)
     except DataError as exc:  # a value the checks let through but the database refuses
@@ -195,7 +198,8 @@ def _stage_table(kind_name: str) -> Table:
     )
 
 
-def _load(conn, district: District, file: LandingFile, sha: str, size: int, started: datetime) -> FileOutcome:
+def _load(conn, district: District, file: LandingFile, sha: str, size: int, started: datetime,
+          start: tuple[int, int]) -> FileOutcome:
     previous = select(ingested_files.c.file_id).where(  # a retry, a reload or --force: replace its record
         ingested_files.c.district_id == district.id, ingested_files.c.path == file.relpath,
         ingested_files.c.sha256.in_((sha, UNREADABLE)),
@@ -219,7 +223,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
         try:
             with conn.begin_nested():
                 loaded, rejected, reasons, notes = _read_and_write(
-                    conn, district, file, sha, size, file_id, fast=fast, direct=direct)
+                    conn, district, file, sha, size, file_id, start, fast=fast, direct=direct)
             break
         except NeedsExactReader as exc:
             log.debug("%s: the exact reader takes over: %s", file.relpath, exc)
@@ -250,10 +254,12 @@ def _direct_ok(conn, file: LandingFile) -> bool:
     return is_postgres(conn) and file.kind == "usage"
 
 
-def _read_and_write(conn, district: District, file: LandingFile, sha: str, size: int, file_id: int, *,
-                    fast: bool, direct: bool) -> tuple[int, int, Counter, list[str]]:
+def _read_and_write(conn, district: District, file: LandingFile, sha: str, size: int, file_id: int,
+                    start: tuple[int, int], *, fast: bool, direct: bool) -> tuple[int, int, Counter, list[str]]:
     kind = KINDS[file.kind]
     target = SOURCE_TABLES[file.kind]
+    fold = file.kind == "usage" and rollup.start_if_empty(conn, district.id, start)
+    totals = activity = None
     stage = None if direct else _stage_table(file.kind)
     if stage is not None:
         stage.create(conn)
@@ -268,6 +274,10 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                 loaded += _copy_new_rows(conn, target, good.drop(columns="line"), district, file_id)
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
+                if fold:  # new keys only: their sums and active days add to the rollups
+                    chunk_totals, chunk_activity = rollup_of(good, start)
+                    totals = chunk_totals if totals is None else merge_totals(totals, chunk_totals)
+                    activity = chunk_activity if activity is None else merge_activity(activity, chunk_activity)
             else:
                 loaded += bulk_insert(conn, stage, good)
             if len(bad):
@@ -282,8 +292,13 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     if direct:
         if unlisted:
             notes.append(_unlisted_note(sorted(unlisted.items())))
+        if fold and totals is not None:
+            rollup.add(conn, district.id, totals, activity)
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
+        if fold:  # keys may have been replaced: recompute the students the file names
+            students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
+            rollup.recompute(conn, district.id, start, sorted(students))
         stage.drop(conn)
     return loaded, rejected, reasons, notes
 

@@ -224,6 +224,7 @@ class _Counting(io.RawIOBase):
     def __init__(self, raw):
         self._raw = raw
         self.newlines = 0
+        self.lone_cr = 0  # \r not followed by \n: a line end to Python (counted once its next byte is seen)
         self.size = 0
         self.nul = False
         self.last = b""
@@ -236,6 +237,8 @@ class _Counting(io.RawIOBase):
         if count:
             data = memoryview(buffer)[:count].tobytes()
             self.newlines += data.count(b"\n")
+            pairs = data.count(b"\r\n") + (self.last == b"\r" and data[:1] == b"\n")
+            self.lone_cr += data.count(b"\r") - pairs
             self.nul = self.nul or b"\x00" in data
             self.size += count
             self.last = data[-1:]
@@ -301,7 +304,7 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
         rows += batch.num_rows
         yield Chunk(cells=cells, malformed=_NO_MALFORMED)
     lines = counted.newlines + (1 if counted.size and counted.last != b"\n" else 0)
-    if counted.nul or lines != rows + 1:
+    if counted.nul or counted.lone_cr or lines != rows + 1:
         raise NeedsExactReader(f"{lines} lines for {rows} rows and a header" + (", NUL bytes" if counted.nul else ""))
 
 

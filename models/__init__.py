@@ -18,6 +18,9 @@ from models.schema import (
     score_averages,
     students,
     usage,
+    usage_activity,
+    usage_rollup_state,
+    usage_totals,
 )
 
 __all__ = [
@@ -39,4 +42,7 @@ __all__ = [
     "score_averages",
     "students",
     "usage",
+    "usage_activity",
+    "usage_rollup_state",
+    "usage_totals",
 ]

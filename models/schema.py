@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -77,6 +78,34 @@ SOURCE_TABLES: dict[str, Table] = {
     "score_averages": score_averages,
     "students": students,
 }
+
+# Usage rolled up per school year, kept by ingest in the same transaction as the rows it
+# writes, so that dailypull reads thousands of rows a night instead of the year's millions
+# (internal; dailypull recomputes from `usage` when they cannot answer, and with --force).
+usage_totals = Table(
+    "usage_totals",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("year_start", Date, primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("app", String(41), primary_key=True),
+    Column("minutes", Float, nullable=False),  # sum over the school year's rows
+)
+usage_activity = Table(
+    "usage_activity",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("year_start", Date, primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("days", LargeBinary, nullable=False),  # bit i (little-endian): minutes > 0 on year_start + i days
+)
+usage_rollup_state = Table(  # a district's rollups are complete, for this school_year_start setting
+    "usage_rollup_state",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("school_year_start", String(5), nullable=False),  # MM-DD
+    Column("built_at", DateTime(timezone=True), nullable=False),
+)
 
 # One row per (district, path, content): a changed file under the same name is a new row;
 # a failed file that is retried updates its row.

@@ -71,6 +71,7 @@ HANDED_OVER = {
     "not utf-8": HEADER + b"s\xff1,ixl,2026-09-01,30\n",
     "nul": HEADER + b"s\x001,ixl,2026-09-01,30\n",
     "old mac line ends": HEADER.replace(b"\n", b"\r") + b"s1,ixl,2026-09-01,30\r",
+    "a lone CR (a line end to Python) before a row": HEADER + b"\r,,,\n",  # found by hypothesis
     "missing column": b"student_id,app,minutes\ns1,ixl,30\n",
     "empty": b"",
 }

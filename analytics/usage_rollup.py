@@ -1,0 +1,114 @@
+"""Usage rolled up per school year: what dailypull needs, small enough to read every night.
+
+Per (school year, student, app) the sum of minutes; per (school year, student) the days
+with minutes > 0 as a bitmap (bit i, little-endian, is the year's start + i days). Both
+merge by addition / OR, so rows new to the database are folded in without reading the
+year again.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+YEAR_BYTES = 46  # 368 bits: a school year has at most 366 days
+KEY = ["year_start", "student_id"]
+
+
+def year_starts(days: pd.Series, start: tuple[int, int]) -> pd.Series:
+    """The first day of the school year containing each day (years begin on (month, day) `start`)."""
+    days = pd.to_datetime(days)
+    month, first = start
+    before = (days.dt.month < month) | ((days.dt.month == month) & (days.dt.day < first))
+    year = days.dt.year - before.astype(int)
+    return pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": first})).astype("datetime64[s]")
+
+
+def rollup(rows: pd.DataFrame, start: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(totals, activity) of usage rows (student_id, app, date, minutes).
+
+    totals: year_start, student_id, app, minutes (sum; every row counts, 0 minutes too).
+    activity: year_start, student_id, days (YEAR_BYTES bytes; students with a day > 0 only).
+    """
+    dates = pd.to_datetime(rows["date"]).astype("datetime64[s]")
+    year = year_starts(dates, start)
+    totals = (
+        pd.DataFrame({"year_start": year, "student_id": rows["student_id"].astype("string"),
+                      "app": rows["app"].astype("string"), "minutes": rows["minutes"].astype("float64")})
+        .groupby(["year_start", "student_id", "app"], as_index=False, sort=True)["minutes"].sum()
+    )
+    active = (rows["minutes"] > 0).to_numpy()
+    pairs = pd.DataFrame({"year_start": year[active], "student_id": rows["student_id"].astype("string")[active],
+                          "day": (dates[active] - year[active]).dt.days.astype("int64")})
+    return totals, _bitmaps(pairs)
+
+
+def _bitmaps(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Bitmap per (year_start, student_id) from (year_start, student_id, day) pairs."""
+    if pairs.empty:
+        return pd.DataFrame({"year_start": pd.Series([], dtype="datetime64[s]"),
+                             "student_id": pd.Series([], dtype="string"), "days": pd.Series([], dtype=object)})
+    grouped = pairs.groupby(KEY, sort=True)
+    codes = grouped.ngroup().to_numpy()
+    frame = grouped.size().index.to_frame(index=False)
+    bits = np.zeros((len(frame), YEAR_BYTES * 8), dtype=bool)
+    bits[codes, pairs["day"].to_numpy()] = True
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    frame["days"] = [row.tobytes() for row in packed]
+    return frame
+
+
+def merge_totals(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Totals added up by (year_start, student_id, app)."""
+    both = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    return both.groupby(["year_start", "student_id", "app"], as_index=False, sort=True)["minutes"].sum()
+
+
+def merge_activity(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Bitmaps OR-ed by (year_start, student_id)."""
+    present = [f for f in frames if len(f)]
+    if not present:
+        return frames[0]
+    both = pd.concat(present, ignore_index=True).sort_values(KEY, kind="stable", ignore_index=True)
+    matrix = np.frombuffer(b"".join(both["days"]), dtype=np.uint8).reshape(len(both), YEAR_BYTES)
+    first = ~both.duplicated(KEY).to_numpy()
+    starts = np.flatnonzero(first)
+    merged = np.bitwise_or.reduceat(matrix, starts, axis=0)
+    out = both.loc[first, KEY].reset_index(drop=True)
+    out["days"] = [row.tobytes() for row in merged]
+    return out
+
+
+def activity_summary(activity: pd.DataFrame, year_start: date, as_of: date) -> pd.DataFrame:
+    """student_id, active_days, first_active, last_active over [year_start, as_of], from
+    one school year's bitmaps; students without an active day in it are left out."""
+    columns = ["student_id", "active_days", "first_active", "last_active"]
+    if activity.empty:
+        return pd.DataFrame(columns=columns)
+    width = min((as_of - year_start).days + 1, YEAR_BYTES * 8)
+    matrix = np.frombuffer(b"".join(activity["days"]), dtype=np.uint8).reshape(len(activity), YEAR_BYTES)
+    bits = np.unpackbits(matrix, axis=1, bitorder="little")[:, :max(width, 0)].astype(bool)
+    count = bits.sum(axis=1)
+    keep = count > 0
+    bits, count = bits[keep], count[keep]
+    first = bits.argmax(axis=1)
+    last = bits.shape[1] - 1 - bits[:, ::-1].argmax(axis=1)
+    origin = np.datetime64(year_start, "D")
+    return pd.DataFrame({
+        "student_id": activity["student_id"].to_numpy()[keep],
+        "active_days": count.astype("int64"),
+        "first_active": origin + first.astype("timedelta64[D]"),
+        "last_active": origin + last.astype("timedelta64[D]"),
+    })[columns]
+
+
+def last_active_day(activity: pd.DataFrame, year_start: date) -> date | None:
+    """The latest day with minutes > 0 in one school year's bitmaps (None if there is none)."""
+    if activity.empty:
+        return None
+    matrix = np.frombuffer(b"".join(activity["days"]), dtype=np.uint8).reshape(len(activity), YEAR_BYTES)
+    any_day = np.unpackbits(matrix, axis=1, bitorder="little").any(axis=0)
+    if not any_day.any():
+        return None
+    return (pd.Timestamp(year_start) + pd.Timedelta(days=int(np.flatnonzero(any_day)[-1]))).date()

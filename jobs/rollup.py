@@ -1,0 +1,136 @@
+"""Keeping a district's usage rollups (`usage_totals`, `usage_activity`) in step with `usage`.
+
+Ingest folds the rows it writes into them in the same transaction; dailypull reads them
+instead of the school year's rows when they can answer. `usage_rollup_state` says that a
+district's rollups are complete for the current school_year_start setting: a district
+whose first usage arrives after this was deployed starts complete (empty), an older one is
+built once by dailypull.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timezone
+
+import pandas as pd
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from analytics.usage_rollup import activity_summary, last_active_day, merge_activity, rollup
+from database import is_postgres, read_frame
+from models import usage, usage_activity, usage_rollup_state, usage_totals
+
+log = logging.getLogger(__name__)
+
+_READ_BATCH = 2_000  # students per query when recomputing some of them
+
+
+def setting(start: tuple[int, int]) -> str:
+    return f"{start[0]:02d}-{start[1]:02d}"
+
+
+def is_complete(conn, district_id: str, start: tuple[int, int]) -> bool:
+    found = conn.execute(select(usage_rollup_state.c.school_year_start)
+                         .where(usage_rollup_state.c.district_id == district_id)).scalar()
+    return found == setting(start)
+
+
+def start_if_empty(conn, district_id: str, start: tuple[int, int]) -> bool:
+    """Whether the district's rollups are complete; a district with no usage yet starts so."""
+    if is_complete(conn, district_id, start):
+        return True
+    if conn.execute(select(usage.c.student_id).where(usage.c.district_id == district_id).limit(1)).first():
+        return False  # rows from before the rollups: dailypull builds them once
+    _mark_complete(conn, district_id, start)
+    return True
+
+
+def _mark_complete(conn, district_id: str, start: tuple[int, int]) -> None:
+    conn.execute(delete(usage_rollup_state).where(usage_rollup_state.c.district_id == district_id))
+    conn.execute(usage_rollup_state.insert().values(
+        district_id=district_id, school_year_start=setting(start), built_at=datetime.now(timezone.utc)))
+
+
+def _insert(conn, table):
+    return (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+
+
+def _records(frame: pd.DataFrame, district_id: str) -> list[dict]:
+    frame = frame.assign(district_id=district_id, year_start=pd.to_datetime(frame["year_start"]).dt.date)
+    return frame.astype(object).to_dict("records")
+
+
+def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) -> None:
+    """Fold rows whose keys were not in `usage` before (their totals and active days)."""
+    if len(totals):
+        statement = _insert(conn, usage_totals)
+        statement = statement.on_conflict_do_update(
+            index_elements=[c.name for c in usage_totals.primary_key.columns],
+            set_={"minutes": usage_totals.c.minutes + statement.excluded.minutes},
+        )
+        conn.execute(statement, _records(totals, district_id))
+    if len(activity):
+        years = sorted(pd.to_datetime(activity["year_start"]).dt.date.unique())
+        old = read_frame(conn, select(usage_activity.c.year_start, usage_activity.c.student_id, usage_activity.c.days)
+                         .where(usage_activity.c.district_id == district_id, usage_activity.c.year_start.in_(years)))
+        old = old.assign(year_start=pd.to_datetime(old["year_start"]).astype("datetime64[s]"),
+                         student_id=old["student_id"].astype("string"),
+                         days=old["days"].map(bytes))
+        merged = merge_activity(activity, old) if len(old) else activity
+        if len(old):  # write only the bitmaps that changed
+            before = old.set_index(["year_start", "student_id"])["days"]
+            after = merged.set_index(["year_start", "student_id"])["days"]
+            same = after.index.isin(before.index)
+            same[same] = (after[same].to_numpy() == before.reindex(after.index[same]).to_numpy())
+            merged = merged.loc[~same]
+        if len(merged):
+            statement = _insert(conn, usage_activity)
+            statement = statement.on_conflict_do_update(
+                index_elements=[c.name for c in usage_activity.primary_key.columns],
+                set_={"days": statement.excluded.days},
+            )
+            conn.execute(statement, _records(merged, district_id))
+
+
+def recompute(conn, district_id: str, start: tuple[int, int], students: list[str]) -> None:
+    """Recompute the rollups of these students from `usage` (after rows were replaced)."""
+    for first in range(0, len(students), _READ_BATCH):
+        batch = students[first:first + _READ_BATCH]
+        for table in (usage_totals, usage_activity):
+            conn.execute(delete(table).where(table.c.district_id == district_id, table.c.student_id.in_(batch)))
+        rows = read_frame(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes)
+                          .where(usage.c.district_id == district_id, usage.c.student_id.in_(batch)))
+        if len(rows):
+            add(conn, district_id, *rollup(rows, start))
+
+
+def rebuild(conn, district_id: str, start: tuple[int, int]) -> None:
+    """Build the district's rollups from all of its usage and mark them complete."""
+    for table in (usage_totals, usage_activity):
+        conn.execute(delete(table).where(table.c.district_id == district_id))
+    students = [r[0] for r in conn.execute(select(usage.c.student_id).where(usage.c.district_id == district_id)
+                                           .group_by(usage.c.student_id).order_by(usage.c.student_id))]
+    recompute(conn, district_id, start, students)
+    _mark_complete(conn, district_id, start)
+    log.info("%s: usage rollups built for %d students", district_id, len(students))
+
+
+def read(conn, district_id: str, start: tuple[int, int], year_start: date, as_of: date) -> dict | None:
+    """dailypull's usage inputs from the rollups, or None when they cannot answer: they are
+    not complete, or usage exists after `as_of` in the year (a past as-of, a clock ahead)."""
+    if not is_complete(conn, district_id, start):
+        return None
+    activity = read_frame(conn, select(usage_activity.c.student_id, usage_activity.c.days).where(
+        usage_activity.c.district_id == district_id, usage_activity.c.year_start == year_start))
+    activity["days"] = activity["days"].map(bytes)
+    latest = last_active_day(activity, year_start)
+    if latest is not None and latest > as_of:
+        return None
+    if as_of < year_start:  # pragma: no cover - dailypull asks for the year containing as_of
+        return None
+    app_minutes = read_frame(conn, select(usage_totals.c.student_id, usage_totals.c.app, usage_totals.c.minutes)
+                             .where(usage_totals.c.district_id == district_id, usage_totals.c.year_start == year_start))
+    ids = read_frame(conn, select(usage_totals.c.student_id).where(usage_totals.c.district_id == district_id)
+                     .group_by(usage_totals.c.student_id))
+    return {"app_minutes": app_minutes, "activity": activity_summary(activity, year_start, as_of),
+            "usage_ids": ids}
+

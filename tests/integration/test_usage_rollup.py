@@ -1,0 +1,86 @@
+"""dailypull from the usage rollups gives the same table as from `usage`, and falls back to
+`usage` when the rollups cannot answer; on SQLite and PostgreSQL."""
+from datetime import date
+
+from sqlalchemy import delete, select
+
+import config
+from jobs.cycle import run_cycle
+from models import dataframe_table, usage_rollup_state
+
+HEADER = "student_id,app,date,minutes\n"
+
+
+def settings():
+    return config.parse({"districts": [{"id": "alpha", "apps": ["ixl", "dreambox"]}]})
+
+
+def run(engine, landing, jobs, as_of=date(2026, 10, 1), force=False):
+    s = settings()
+    records = run_cycle(engine, s, districts=list(s.districts), jobs=jobs, as_of=as_of,
+                        landing_dir=landing, force=force).records
+    assert all(r.result.status == "succeeded" for r in records), [r.result.message for r in records]
+    return records[-1].result
+
+
+def published(engine):
+    table = dataframe_table("alpha", ["ixl", "dreambox"])
+    with engine.connect() as conn:
+        return sorted(tuple(r)[:-1] for r in conn.execute(select(table).order_by(table.c.student_id)))
+
+
+def same_as_from_usage(engine, landing, as_of=date(2026, 10, 1)):
+    """dailypull as a night runs it, then from `usage` (--force): nothing differs."""
+    night = run(engine, landing, ["dailypull"], as_of)
+    table = published(engine)
+    full = run(engine, landing, ["dailypull"], as_of, force=True)
+    assert full.details["from"] == "usage" and full.rows_out == 0  # nothing to rewrite
+    assert published(engine) == table
+    return night.details["from"], table
+
+
+def test_nights_read_the_rollups_and_agree_with_a_rebuild(engine, tmp_path):
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "usage_1.csv").write_text(HEADER + "".join(
+        f"s{i},{'ixl' if i % 2 else 'dreambox'},2026-09-{1 + i % 20:02d},{i % 7}\n" for i in range(60))
+        + "s1,ixl,2026-07-30,50\n")  # last school year: not in this year's table
+    run(engine, tmp_path, ["ingest"])
+    source, table = same_as_from_usage(engine, tmp_path)
+    assert source == "usage rollups" and len(table) == 60
+    s1 = next(r for r in table if r[0] == "s1")
+    assert s1[6:10] == (1.0, 1, date(2026, 9, 2), date(2026, 9, 2))  # total, active days, first, last
+
+    # A later file replaces keys (one to 0 minutes), repeats a key and adds new ones: merged.
+    (folder / "usage_2.csv").write_text(HEADER + "s1,ixl,2026-09-02,0\ns3,ixl,2026-09-04,30\n"
+                                        "s3,ixl,2026-09-04,5\ns99,dreambox,2026-09-30,12\n")
+    run(engine, tmp_path, ["ingest"])
+    source, table = same_as_from_usage(engine, tmp_path)
+    assert source == "usage rollups"
+    rows = {r[0]: r for r in table}
+    assert rows["s1"][6:8] == (0.0, 0) and rows["s3"][6] == 35.0 and rows["s99"][6] == 12.0
+
+    # A new day straight into usage (PostgreSQL) and folded in.
+    (folder / "usage_3.csv").write_text(HEADER + "s99,ixl,2026-10-01,8\ns100,ixl,2026-10-01,9\n")
+    run(engine, tmp_path, ["ingest"])
+    source, table = same_as_from_usage(engine, tmp_path)
+    assert source == "usage rollups" and {r[0]: r[6] for r in table}["s99"] == 20.0
+
+    # A past as-of: rows after it exist, so the rollups cannot answer.
+    source, _ = same_as_from_usage(engine, tmp_path, as_of=date(2026, 9, 10))
+    assert source == "usage"
+
+
+def test_a_district_loaded_before_the_rollups_gets_them_built_once(engine, tmp_path):
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "usage_1.csv").write_text(HEADER + "s1,ixl,2026-09-01,10\ns2,dreambox,2026-09-02,20\n")
+    run(engine, tmp_path, ["ingest"])
+    with engine.begin() as conn:  # as a database from before this change looks
+        conn.execute(delete(usage_rollup_state))
+    first = run(engine, tmp_path, ["dailypull"])
+    assert first.details["from"] == "usage"
+    (folder / "usage_2.csv").write_text(HEADER + "s1,ixl,2026-09-03,5\n")
+    run(engine, tmp_path, ["ingest"])
+    source, table = same_as_from_usage(engine, tmp_path)
+    assert source == "usage rollups" and {r[0]: r[6] for r in table} == {"s1": 15.0, "s2": 20.0}
