@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import DDLElement
-from sqlalchemy.types import BigInteger, Date, DateTime, Float, Integer, SmallInteger, String
+from sqlalchemy.types import BigInteger, Date, DateTime, Float, Integer, LargeBinary, SmallInteger, String
 
 from models import metadata
 
@@ -272,6 +272,8 @@ def _copy_csv(frame: pd.DataFrame, table: Table) -> io.BytesIO:
             array = pa.array(values.astype("Int64"), type=pa.int64(), from_pandas=True)
         elif isinstance(column_type, Float):
             array = pa.array(values.astype("float64"), type=pa.float64(), from_pandas=True)
+        elif isinstance(column_type, LargeBinary):  # bytea's hex input form
+            array = pa.array([None if v is None else "\\x" + bytes(v).hex() for v in values], type=pa.string())
         else:  # text: empty is NULL
             text = values.astype("string")
             array = pa.array(text.mask(text.eq("")), type=pa.string(), from_pandas=True)
@@ -313,7 +315,12 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
 def read_frame(conn: Connection, statement) -> pd.DataFrame:
     """Run a Core select and return its rows as a DataFrame with the select's column names."""
     result = conn.execute(statement)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    keys = list(result.keys())
+    rows = result.fetchall()
+    if not rows:
+        return pd.DataFrame(columns=keys)
+    # Plain tuples: pandas would treat SQLAlchemy's Row as a namedtuple, field by field (slow).
+    return pd.DataFrame.from_records([tuple(row) for row in rows], columns=keys)
 
 
 def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], select_stmt) -> None:

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, bindparam, delete, func, select, union
+from sqlalchemy import Table, delete, func, select, union
 
 from analytics.dailypull import student_frame
 from analytics.school_year import school_year_containing
@@ -160,10 +160,9 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) ->
         fresh = new.index.difference(old.index)
 
         stale = gone.append(changed)
-        student = bindparam("student")
         for start in range(0, len(stale), _DELETE_BATCH):
             batch = stale[start:start + _DELETE_BATCH]
-            conn.execute(delete(table).where(table.c.student_id == student), [{"student": s} for s in batch])
+            conn.execute(delete(table).where(table.c.student_id.in_(list(batch))))
         rows = frame.set_index("student_id", drop=False).loc[changed.append(fresh)]
         bulk_insert(conn, table, rows.assign(updated_at=ctx.now).reset_index(drop=True))
         checkpoint("dailypull.written")

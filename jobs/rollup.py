@@ -12,11 +12,11 @@ import logging
 from datetime import date, datetime, timezone
 
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import Column, MetaData, Table, delete, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from analytics.usage_rollup import activity_summary, last_active_day, merge_activity, rollup
-from database import is_postgres, read_frame
+from database import bulk_insert, is_postgres, read_frame
 from models import usage, usage_activity, usage_rollup_state, usage_totals
 
 log = logging.getLogger(__name__)
@@ -50,24 +50,26 @@ def _mark_complete(conn, district_id: str, start: tuple[int, int]) -> None:
         district_id=district_id, school_year_start=setting(start), built_at=datetime.now(timezone.utc)))
 
 
-def _insert(conn, table):
-    return (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
-
-
-def _records(frame: pd.DataFrame, district_id: str) -> list[dict]:
-    frame = frame.assign(district_id=district_id, year_start=pd.to_datetime(frame["year_start"]).dt.date)
-    return frame.astype(object).to_dict("records")
+def _upsert(conn, table: Table, frame: pd.DataFrame, district_id: str, set_) -> None:
+    """Insert `frame`'s rows or update existing keys with `set_(table, excluded)`, in bulk
+    (COPY into a temporary table on PostgreSQL, then one INSERT ... ON CONFLICT)."""
+    incoming = Table(f"incoming_{table.name}", MetaData(), *(Column(c.name, c.type) for c in table.columns),
+                     prefixes=["TEMPORARY"])
+    incoming.create(conn)
+    bulk_insert(conn, incoming, frame.assign(district_id=district_id))
+    statement = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+    statement = statement.from_select([c.name for c in table.columns], select(incoming).where(true()))
+    statement = statement.on_conflict_do_update(
+        index_elements=[c.name for c in table.primary_key.columns], set_=set_(table, statement.excluded))
+    conn.execute(statement)
+    incoming.drop(conn)
 
 
 def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) -> None:
     """Fold rows whose keys were not in `usage` before (their totals and active days)."""
     if len(totals):
-        statement = _insert(conn, usage_totals)
-        statement = statement.on_conflict_do_update(
-            index_elements=[c.name for c in usage_totals.primary_key.columns],
-            set_={"minutes": usage_totals.c.minutes + statement.excluded.minutes},
-        )
-        conn.execute(statement, _records(totals, district_id))
+        _upsert(conn, usage_totals, totals, district_id,
+                lambda table, excluded: {"minutes": table.c.minutes + excluded.minutes})
     if len(activity):
         years = sorted(pd.to_datetime(activity["year_start"]).dt.date.unique())
         old = read_frame(conn, select(usage_activity.c.year_start, usage_activity.c.student_id, usage_activity.c.days)
@@ -83,12 +85,7 @@ def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) ->
             same[same] = (after[same].to_numpy() == before.reindex(after.index[same]).to_numpy())
             merged = merged.loc[~same]
         if len(merged):
-            statement = _insert(conn, usage_activity)
-            statement = statement.on_conflict_do_update(
-                index_elements=[c.name for c in usage_activity.primary_key.columns],
-                set_={"days": statement.excluded.days},
-            )
-            conn.execute(statement, _records(merged, district_id))
+            _upsert(conn, usage_activity, merged, district_id, lambda table, excluded: {"days": excluded.days})
 
 
 def recompute(conn, district_id: str, start: tuple[int, int], students: list[str]) -> None:
