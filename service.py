@@ -59,7 +59,7 @@ def last_successful_cycle(engine) -> datetime | None:
 class Service:
     def __init__(self, engine, settings_path: Path, landing_dir: Path, *, shard=None,
                  clock: Callable[[], datetime] = utc_now, heartbeat: Path | None = None,
-                 after_cycle: Callable[[CycleResult], None] = lambda cycle: None):
+                 after_cycle: Callable[[CycleResult], None] = lambda cycle: None, executor=None):
         self.engine = engine
         self.settings_path = settings_path
         self.landing_dir = landing_dir
@@ -67,6 +67,7 @@ class Service:
         self.clock = clock
         self.heartbeat = heartbeat
         self.after_cycle = after_cycle
+        self.executor = executor  # jobs.executors.Executor; None: here, one district after another
         self.busy = False
         self.stopping = False
 
@@ -86,10 +87,10 @@ class Service:
         try:
             cycle = run_cycle(self.engine, settings, districts=select_districts(settings, None, self.shard),
                               jobs=list(JOBS), as_of=self.clock().date(), landing_dir=self.landing_dir,
-                              heartbeat=self.beat, clock=self.clock)
+                              heartbeat=self.beat, clock=self.clock, executor=self.executor)
         except Stopping:
             raise
-        except Exception:  # a broken cycle (the database gone, say) never ends the service
+        except Exception:  # a broken cycle (the database or the Dask scheduler gone) never ends the service
             log.exception("the cycle failed; the service goes on")
             return None
         finally:

@@ -1,7 +1,7 @@
 """Command line of the district analytics service (CONTRACT.md, "Command line").
 
 Exit codes: 0 done (rows may have been quarantined: the summary says so), 1 a job failed
-or the database cannot be reached, 2 bad usage or configuration.
+or the database (or the Dask scheduler) cannot be reached, 2 bad usage or configuration.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import notify
 import report
 import service
 import status
+from jobs import executors
 from jobs.cycle import UsageError, run_cycle, select_districts, select_jobs
 
 log = logging.getLogger("trigger")
@@ -40,6 +41,12 @@ def _names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected names separated by commas; got {text!r}")
     return names
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}")
+    return int(text)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -74,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--health", action="store_true", help="exit 1 unless a cycle succeeded within 26 hours and the "
                    "--serve loop is beating")
     p.add_argument("--shard", type=_shard, metavar="I/N", help="run only the districts of shard I of N (1..N)")
+    p.add_argument("--executor", choices=executors.EXECUTORS, help="where the jobs run: local (default; in "
+                   "--workers processes) or dask (on the cluster of --scheduler); env ANALYTICS_EXECUTOR")
+    p.add_argument("--workers", type=_count, metavar="N", help="with --executor local: run districts in N processes "
+                   "(default 1: one after another, here); env ANALYTICS_WORKERS")
+    p.add_argument("--scheduler", metavar="URL", help="with --executor dask: the Dask scheduler's address, "
+                   "tcp://HOST:PORT; env ANALYTICS_SCHEDULER")
     p.add_argument("--status", action="store_true", help="the last cycles, each district's freshness, each "
                    "school's syncs (stale ones flagged), apps in usage a district does not list")
     p.add_argument("--json", action="store_true", help="with --status: as JSON, for machines")
@@ -108,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load(settings_path)
         if args.status:
             return _status(settings, url, as_of, as_json=args.json)
+        executor = None if args.health else executors.choose(args.executor, args.workers, args.scheduler)
         if args.health or args.serve:
-            return _service(args, settings_path, landing_dir, url)
+            return _service(args, settings_path, landing_dir, url, executor)
         districts = select_districts(settings, args.district, args.shard)
         jobs = select_jobs(args.jobs)
     except (config.ConfigError, UsageError) as exc:
@@ -121,14 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    cycle = run_cycle(engine, settings, districts=districts, jobs=jobs, as_of=as_of, force=args.force,
-                      landing_dir=landing_dir)
+    try:
+        cycle = run_cycle(engine, settings, districts=districts, jobs=jobs, as_of=as_of, force=args.force,
+                          landing_dir=landing_dir, executor=executor)
+    except (executors.ExecutorUnavailable, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "code", 2)
     print(report.cycle_summary(cycle))
     notify.notify(cycle)
     return 1 if cycle.failed else 0
 
 
-def _service(args, settings_path: Path, landing_dir: Path, url: str) -> int:
+def _service(args, settings_path: Path, landing_dir: Path, url: str, executor) -> int:
     heartbeat = Path(os.environ.get("ANALYTICS_HEARTBEAT_FILE", ".analytics-heartbeat"))
     try:
         engine = _engine(url)
@@ -140,7 +158,7 @@ def _service(args, settings_path: Path, landing_dir: Path, url: str) -> int:
         print(why)
         return 0 if healthy else 1
     return service.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
-                           after_cycle=_report_and_notify).serve()
+                           after_cycle=_report_and_notify, executor=executor).serve()
 
 
 def _report_and_notify(cycle) -> None:

@@ -1,7 +1,9 @@
 """One cycle: every selected job for every selected district, each recorded in `job_runs`.
 
 A job that raises is recorded as failed and the district's later jobs are skipped; other
-districts go on.
+districts go on. By default the districts run here, one after another; `executor` runs
+them in a pool of local processes or on a Dask cluster instead (jobs/executors.py), through
+the same job runner (`run_job`), so locks, records and publishing are the same.
 """
 from __future__ import annotations
 
@@ -53,12 +55,18 @@ def in_shard(district_id: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha256(district_id.encode()).hexdigest()[:12], 16) % count == index - 1
 
 
+def utc_now() -> datetime:
+    """The default clock (a module-level function, so a context holding it can be pickled)."""
+    return datetime.now(timezone.utc)
+
+
 @dataclass
 class JobRecord:
     job: str
     district_id: str
     result: JobResult
     seconds: float
+    worker: str = ""  # where it ran when not in this process (a Dask worker's address)
 
 
 @dataclass
@@ -110,8 +118,11 @@ def run_cycle(
     force: bool = False,
     now: datetime | None = None,
     heartbeat: Callable[[], None] = lambda: None,
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    clock: Callable[[], datetime] = utc_now,
+    executor=None,
 ) -> CycleResult:
+    """Run `jobs` for `districts`; `executor` (jobs.executors.Executor) says where: None, or
+    local with 1 worker, runs them here one after another."""
     now = now or clock()
     cycle_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     ctx = JobContext(settings=settings, as_of=as_of, now=now, landing_dir=Path(landing_dir),
@@ -121,21 +132,24 @@ def run_cycle(
         cycle.unconfigured = unconfigured_folders(ctx.landing_dir, settings)
         for name in cycle.unconfigured:
             log.warning("landing folder %r is not a configured district: its files are not read", name)
+    if executor is not None and executor.parallel:
+        from jobs import executors  # Dask, when asked for, is imported there and only then
+
+        cycle.records = executors.run(engine, ctx, districts, jobs, executor, heartbeat=heartbeat)
+        return cycle
     holder = holder_name()
     for district in districts:
         with claim(engine, district.id, holder, LEASE_SECONDS) as other:
             if other is not None:
-                log.info("%s: claimed by %s, left to it", district.id, other)
-                for job in jobs:
-                    _skip(engine, ctx, cycle, job, district.id, f"not run: {district.id} is claimed by {other}")
+                cycle.records += skip_claimed(engine, ctx, jobs, district.id, other)
                 continue
             failed_job = None
             for job in jobs:
                 if failed_job:
-                    _skip(engine, ctx, cycle, job, district.id, f"not run: {failed_job} failed")
+                    cycle.records.append(skip_job(engine, ctx, job, district.id, f"not run: {failed_job} failed"))
                     continue
                 heartbeat()
-                record = _run_job(engine, ctx, job, district)
+                record = run_job(engine, ctx, job, district)
                 heartbeat()
                 cycle.records.append(record)
                 if record.result.status == FAILED:
@@ -143,13 +157,22 @@ def run_cycle(
     return cycle
 
 
-def _skip(engine, ctx: JobContext, cycle: CycleResult, job: str, district_id: str, message: str) -> None:
+def skip_claimed(engine, ctx: JobContext, jobs: list[str], district_id: str, other: str) -> list[JobRecord]:
+    """Record every job of a district that another instance has claimed as skipped."""
+    log.info("%s: claimed by %s, left to it", district_id, other)
+    return [skip_job(engine, ctx, job, district_id, f"not run: {district_id} is claimed by {other}") for job in jobs]
+
+
+def skip_job(engine, ctx: JobContext, job: str, district_id: str, message: str) -> JobRecord:
     result = JobResult(status=SKIPPED, message=message)
-    cycle.records.append(JobRecord(job, district_id, result, 0.0))
-    _record(engine, ctx, job, district_id, result, started=ctx.clock())
+    record_run(engine, ctx, job, district_id, result, started=ctx.clock())
+    return JobRecord(job, district_id, result, 0.0)
 
 
-def _run_job(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
+def run_job(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
+    """Run one job of one district and record it; a heavy one holds the fleet-wide lock.
+
+    Never raises for a failing job (it is recorded as failed), only for Stopping."""
     if job not in HEAVY:
         return _run_job_now(engine, ctx, job, district)
     with exclusive(engine, job, wait_seconds=HEAVY_WAIT_SECONDS) as taken:
@@ -157,25 +180,25 @@ def _run_job(engine, ctx: JobContext, job: str, district: District) -> JobRecord
             return _run_job_now(engine, ctx, job, district)
     result = JobResult(status=SKIPPED, message=f"another instance is running {job} "
                                                f"(waited {HEAVY_WAIT_SECONDS:.0f} s for its turn)")
-    _record(engine, ctx, job, district.id, result, started=ctx.clock())
+    record_run(engine, ctx, job, district.id, result, started=ctx.clock())
     return JobRecord(job, district.id, result, 0.0)
 
 
 def _run_job_now(engine, ctx: JobContext, job: str, district: District) -> JobRecord:
     started = ctx.clock()
-    run_id = _record(engine, ctx, job, district.id, JobResult(status=RUNNING), started=started, finished=False)
+    run_id = record_run(engine, ctx, job, district.id, JobResult(status=RUNNING), started=started, finished=False)
     clock = time.perf_counter()
     try:
         result = JOBS[job](engine, district, ctx)
     except Stopping:
-        _record(engine, ctx, job, district.id, JobResult(status=FAILED, message="interrupted by a stop signal; "
+        record_run(engine, ctx, job, district.id, JobResult(status=FAILED, message="interrupted by a stop signal; "
                                                          "its transaction was rolled back"), started=started, run_id=run_id)
         raise
     except Exception as exc:  # recorded, then the cycle goes on with other districts
         log.exception("%s %s: failed", job, district.id)
         result = JobResult(status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
     seconds = time.perf_counter() - clock
-    _record(engine, ctx, job, district.id, result, started=started, run_id=run_id)
+    record_run(engine, ctx, job, district.id, result, started=started, run_id=run_id)
     log.info(
         "%s %s: %s in %.2fs; rows in %d, out %d, rejected %d%s",
         job, district.id, result.status, seconds, result.rows_in, result.rows_out, result.rows_rejected,
@@ -184,7 +207,7 @@ def _run_job_now(engine, ctx: JobContext, job: str, district: District) -> JobRe
     return JobRecord(job, district.id, result, seconds)
 
 
-def _record(engine, ctx: JobContext, job: str, district_id: str, result: JobResult, *,
+def record_run(engine, ctx: JobContext, job: str, district_id: str, result: JobResult, *,
             started: datetime, run_id: int | None = None, finished: bool = True) -> int | None:
     values = dict(
         status=result.status, rows_in=result.rows_in, rows_out=result.rows_out,
