@@ -28,7 +28,6 @@ import logging
 import multiprocessing
 import os
 import re
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,9 +35,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from logging.handlers import QueueHandler, QueueListener
 
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 
 import database
 from config import District
@@ -57,6 +56,7 @@ HEARTBEAT_SECONDS = 5.0  # the coordinator beats at least this often while it wa
 SCHEDULER_ADDRESS = re.compile(r"^(?:(tcp|tls|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 INSTALL_DASK = ".venv/bin/pip install -r requirements-dask.txt"
 DIED = "the worker running it died or lost its connection"
+RAN_AGAIN = f"{DIED}; the job was run again"
 
 
 class ExecutorUnavailable(Exception):
@@ -154,19 +154,41 @@ def close_abandoned(engine, ctx: JobContext, job: str, district_id: str, message
         ).values(status=FAILED, message=message[:2000], finished_at=ctx.clock())).rowcount
 
 
+def recorded(engine, ctx: JobContext, district_id: str) -> dict[str, JobRecord]:
+    """The district's jobs that ended in this cycle, as job_runs has them (not the attempts
+    closed because their worker died)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(job_runs).where(
+            job_runs.c.cycle_id == ctx.cycle_id, job_runs.c.district_id == district_id,
+            job_runs.c.status != RUNNING, or_(job_runs.c.message.is_(None), job_runs.c.message != RAN_AGAIN),
+        ).order_by(job_runs.c.run_id)).all()
+    return {row.job: JobRecord(row.job, district_id, JobResult(
+        status=row.status, rows_in=row.rows_in or 0, rows_out=row.rows_out or 0,
+        rows_rejected=row.rows_rejected or 0, message=row.message or ""),
+        (row.finished_at - row.started_at).total_seconds() if row.finished_at else 0.0) for row in rows}
+
+
 def run_job_task(url: str, ctx: JobContext, job: str, district: District) -> JobRecord:
     """A task: run one job of one district through the cycle's runner (a module-level function,
-    so process pools and Dask can send it)."""
+    so process pools and Dask can send it).
+
+    Idempotent within a cycle: a job that already ended in this cycle is not run again (Dask
+    recomputes a finished task whose result was lost with its worker; a process can die after
+    its job ended, before its result came back); its recorded result is returned."""
     engine = _engine(url)
-    if close_abandoned(engine, ctx, job, district.id, f"{DIED}; the job was run again"):
+    ended = recorded(engine, ctx, district.id).get(job)
+    if ended is not None:
+        log.info("%s %s: already %s in this cycle; not run again", job, district.id, ended.result.status)
+        return ended
+    if close_abandoned(engine, ctx, job, district.id, RAN_AGAIN):
         log.warning("%s %s: a previous attempt's worker died; running it again", job, district.id)
     return run_job(engine, ctx, job, district)
 
 
 @dataclass
 class Step:
-    """What a Dask task hands to the next job of its district."""
-    record: JobRecord
+    """What a Dask task hands to the next job of its district: the district's records so far."""
+    records: list[JobRecord]
     failed_job: str | None  # the job of the district that failed, if one did
 
 
@@ -174,13 +196,15 @@ def dask_job_task(url: str, ctx: JobContext, job: str, district: District, previ
     """A Dask task: one job, after the district's previous one (skipped if a job failed)."""
     from distributed import get_worker
 
-    if previous is not None and previous.failed_job:
-        record = skip_job(_engine(url), ctx, job, district.id, f"not run: {previous.failed_job} failed")
+    failed = previous.failed_job if previous else None
+    if failed:
+        ended = recorded(_engine(url), ctx, district.id).get(job)
+        record = ended or skip_job(_engine(url), ctx, job, district.id, f"not run: {failed} failed")
     else:
         record = run_job_task(url, ctx, job, district)
     record.worker = get_worker().address
-    failed = previous.failed_job if previous else None
-    return Step(record, failed or (job if record.result.status == FAILED else None))
+    return Step([*(previous.records if previous else []), record],
+                failed or (job if record.result.status == FAILED else None))
 
 
 # --- On the coordinator ---------------------------------------------------------------------
@@ -242,18 +266,23 @@ class _Pool(_Coordinator):
     def __init__(self, engine, ctx, url, workers: int, heartbeat):
         super().__init__(engine, ctx, url, heartbeat)
         self.workers = workers
+        # spawn, not fork: a forked child would share the coordinator's database connections.
+        self.spawn = multiprocessing.get_context("spawn")
+        self.logs = self.spawn.Queue()  # the processes' log records, handled here as if logged here
+        self.relay = QueueListener(self.logs, _Relay())
+        self.relay.start()
         self.pool = self._new_pool()
 
     def __exit__(self, *exc) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        super().__exit__(*exc)
+        try:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.relay.stop()
+        finally:
+            super().__exit__(*exc)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, not fork: a forked child would share the coordinator's database connections.
-        root = logging.getLogger()
-        formatter = next((h.formatter for h in root.handlers if h.formatter), None)
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_log_like_the_coordinator, initargs=(root.level, formatter))
+        return ProcessPoolExecutor(self.workers, mp_context=self.spawn, initializer=_log_to,
+                                   initargs=(self.logs, logging.getLogger().getEffectiveLevel()))
 
     def run(self, districts: list[District], jobs: list[str]) -> list[JobRecord]:
         done: dict[str, list[JobRecord]] = {}
@@ -330,12 +359,19 @@ class _Pool(_Coordinator):
         return [r for d in districts for r in done[d.id]]
 
 
-def _log_like_the_coordinator(level: int, formatter: logging.Formatter | None) -> None:
-    """A pool process logs its job lines to stderr as the coordinator does."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(level)
+def _log_to(queue, level: int) -> None:
+    """A pool process sends its log records to the coordinator (logging's own recipe for
+    several processes), which handles them with its handlers: one log, one format."""
+    root = logging.getLogger()
+    root.handlers[:] = [QueueHandler(queue)]
+    root.setLevel(level)
+
+
+class _Relay(logging.Handler):
+    """On the coordinator: a pool process's record, handled by the logger that made it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
 
 
 class _Dask(_Coordinator):
@@ -375,22 +411,25 @@ class _Dask(_Coordinator):
                     f"on workers with --resources heavy=1)", 1)
             time.sleep(0.5)
 
-    def _submit(self, chain: _Chain) -> list:
-        futures, previous = [], None
+    def _submit(self, chain: _Chain):
+        """Submit the district's jobs, each depending on the one before; the last one's future.
+
+        Only that future is kept: the scheduler forgets each task's result once the next has
+        used it, so a worker that dies later loses nothing that must be computed again."""
+        previous = None
         for job in chain.jobs:
             previous = self.client.submit(
                 dask_job_task, self.url, self.ctx, job, chain.district, previous,
                 key=f"{job}-{chain.district.id}-{self.ctx.cycle_id}", retries=TASK_RETRIES,
                 resources={"heavy": 1} if job in HEAVY else None,
             )
-            futures.append(previous)
-        return futures
+        return previous
 
     def run(self, districts: list[District], jobs: list[str]) -> list[JobRecord]:
         window = max(4, 2 * self._slots(jobs))
         done: dict[str, list[JobRecord]] = {}
         waiting = deque(districts)
-        chains: dict = {}  # the district's last future -> (chain, its futures)
+        chains: dict = {}  # the district's last future -> its chain
         try:
             while waiting or chains:
                 while waiting and len(chains) < window:
@@ -399,8 +438,7 @@ class _Dask(_Coordinator):
                     if isinstance(chain, list):
                         done[district.id] = chain
                         continue
-                    futures = self._submit(chain)
-                    chains[futures[-1]] = (chain, futures)
+                    chains[self._submit(chain)] = chain
                 try:
                     with self.client.as_current():
                         finished = self.distributed.wait(list(chains), timeout=HEARTBEAT_SECONDS,
@@ -409,37 +447,41 @@ class _Dask(_Coordinator):
                     finished = ()
                 self.heartbeat()
                 for last in finished:
-                    chain, futures = chains.pop(last)
-                    self._collect(chain, futures)
+                    chain = chains.pop(last)
+                    self._collect(chain, last)
                     self.finish(chain)
                     done[chain.district.id] = chain.records
         except BaseException:  # Stopping, or the client lost: nothing more is started
-            self.client.cancel([f for _, futures in chains.values() for f in futures])
+            self.client.cancel(list(chains))
             raise
         return [r for d in districts for r in done[d.id]]
 
-    def _collect(self, chain: _Chain, futures: list) -> None:
-        """The records of a district whose last task is done; the first task that erred (and
-        its district's later jobs) are recorded here."""
-        for job, future in zip(chain.jobs, futures):
-            if future.status == "finished":
-                record = future.result().record
-                chain.records.append(record)
+    def _collect(self, chain: _Chain, last) -> None:
+        """The records of a district whose last task is done. When a task erred (its retries
+        spent), the jobs that ended are read from job_runs, and the first that did not is
+        recorded as failed, naming the error, with the district's later jobs skipped."""
+        if last.status == "finished":
+            chain.records = last.result().records
+            for record in chain.records:
                 r = record.result
-                log.info("%s %s: %s on %s in %.2fs; rows in %d, out %d, rejected %d%s", job, chain.district.id,
-                         r.status, record.worker, record.seconds, r.rows_in, r.rows_out, r.rows_rejected,
-                         f"; {r.message}" if r.message else "")
-                continue
-            exc = future.exception() if future.status == "error" else None
+                log.info("%s %s: %s on %s in %.2fs; rows in %d, out %d, rejected %d%s", record.job,
+                         chain.district.id, r.status, record.worker, record.seconds, r.rows_in, r.rows_out,
+                         r.rows_rejected, f"; {r.message}" if r.message else "")
+        else:
+            exc = last.exception() if last.status == "error" else None
             if isinstance(exc, self.distributed.KilledWorker):  # says how many workers died running it
-                self.give_up(chain, job, f"{DIED} every time it ran (KilledWorker: {exc})", None)
+                error, attempts = f"{DIED} every time it ran (KilledWorker: {exc})", None
             elif exc is not None:
-                self.give_up(chain, job, f"{type(exc).__name__}: {exc}", TASK_RETRIES + 1)
+                error, attempts = f"{type(exc).__name__}: {exc}", TASK_RETRIES + 1
             else:
-                self.give_up(chain, job, f"its task was {future.status} (the scheduler lost it)", None)
-            break
-        for future in futures:
-            future.release()
+                error, attempts = f"its task was {last.status} (the scheduler lost it)", None
+            ended = recorded(self.engine, self.ctx, chain.district.id)
+            for job in chain.jobs:
+                if job not in ended:
+                    self.give_up(chain, job, error, attempts)
+                    break
+                chain.records.append(ended[job])
+        last.release()
 
 
 def _import_distributed():
