@@ -25,10 +25,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.pipeline import Pipeline
@@ -121,17 +122,27 @@ def feature_columns(apps: Sequence[str]) -> list[str]:
     return [*(win(a) for a in apps), *(ytd(a) for a in apps), "trend", "active_days", "prior_average"]
 
 
+def _impute_prior() -> ColumnTransformer:
+    """Only the prior average can be missing: its median (and a missing flag), every other
+    feature as it is. (Imputing all 80-odd columns cost more than fitting the models.)"""
+    return ColumnTransformer(
+        [("prior", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+          ["prior_average"])],
+        remainder="passthrough",
+    )
+
+
 def candidate_models(random_state: int = 0) -> dict[str, Pipeline]:
     """The models compared for a district, by name; each is a scikit-learn Pipeline."""
     return {
         BASELINE: Pipeline([("model", DummyRegressor(strategy="mean"))]),
         RIDGE: Pipeline([
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("impute", _impute_prior()),
             ("scale", StandardScaler()),
             ("model", RidgeCV(alphas=np.logspace(-2, 4, 13))),
         ]),
         BOOSTING: Pipeline([
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+            ("impute", _impute_prior()),  # (its own missing-value splits fail on an all-missing column)
             ("model", HistGradientBoostingRegressor(
                 max_iter=150, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=20,
                 l2_regularization=1.0, random_state=random_state,
@@ -285,17 +296,25 @@ def app_effects(features: pd.DataFrame, apps: Sequence[str], *, resamples: int =
     )
     X = np.hstack([hours, prior])
     y = features["score"].astype("float64").to_numpy()
+    n = len(y)
     rng = np.random.default_rng(random_state)
 
-    def per_hour(rows: np.ndarray) -> np.ndarray:
-        Xs = X[rows]
-        scale = Xs.std(axis=0)
+    def per_hour(weights: np.ndarray) -> np.ndarray:
+        """Ridge (alpha 1) on standardised columns, for the rows counted by `weights` (a
+        resample's counts): computed from weighted sums, without copying the rows."""
+        total = weights.sum()
+        mean = weights @ X / total
+        gram = X.T @ (X * weights[:, None]) / total - np.outer(mean, mean)
+        scale = np.sqrt(np.clip(np.diag(gram), 0, None))
         scale[scale == 0] = 1.0
-        fitted = Ridge(alpha=1.0).fit((Xs - Xs.mean(axis=0)) / scale, y[rows])
-        return (fitted.coef_ / scale)[: len(apps)]
+        y_mean = weights @ y / total
+        cross = (X.T @ (weights * y) / total - mean * y_mean) / scale
+        beta = np.linalg.solve(gram / np.outer(scale, scale) * total + np.eye(X.shape[1]), cross * total)
+        return (beta / scale)[: len(apps)]
 
-    effect = per_hour(np.arange(len(y)))
-    draws = np.array([per_hour(rng.integers(0, len(y), len(y))) for _ in range(resamples)])
+    effect = per_hour(np.ones(n))
+    draws = np.array([per_hour(np.bincount(rng.integers(0, n, n), minlength=n).astype("float64"))
+                      for _ in range(resamples)])
     low, high = np.percentile(draws, [2.5, 97.5], axis=0)
     users = (hours > 0).sum(axis=0)
     return pd.DataFrame({"app": list(apps), "effect": effect, "ci_low": low, "ci_high": high, "students": users})
