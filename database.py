@@ -285,17 +285,31 @@ def _copy_csv(frame: pd.DataFrame, table: Table) -> io.BytesIO:
     return buffer
 
 
-def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
+class Prepared:
+    """Rows made ready for `bulk_insert` ahead of time (e.g. on another thread): their
+    columns in the INSERT's order and, for PostgreSQL, the COPY text."""
+
+    def __init__(self, table: Table, frame: pd.DataFrame, postgres: bool):
+        unknown = set(frame.columns) - set(table.c.keys())
+        if unknown:
+            raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+        self.table = table
+        self.frame = frame[[c for c in table.c.keys() if c in frame.columns]]  # the INSERT's column order
+        self.copy = _copy_csv(self.frame, table) if postgres and len(frame) else None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Prepared) -> int:
     """Insert every row of `frame` (columns named as in `table`) in the caller's transaction.
 
     PostgreSQL: COPY (the native bulk path). SQLite: one executemany.
     """
-    if frame.empty:
+    prepared = frame if isinstance(frame, Prepared) else Prepared(table, frame, is_postgres(conn))
+    if not len(prepared):
         return 0
-    unknown = set(frame.columns) - set(table.c.keys())
-    if unknown:
-        raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
-    frame = frame[[c for c in table.c.keys() if c in frame.columns]]  # the INSERT's column order
+    frame = prepared.frame
     if is_postgres(conn):
         from psycopg2 import sql
 
@@ -305,7 +319,8 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
         )
         raw = conn.connection.driver_connection
         with raw.cursor() as cursor:
-            cursor.copy_expert(statement, _copy_csv(frame, table))
+            cursor.copy_expert(statement, prepared.copy if prepared.copy is not None else _copy_csv(frame, table),
+                               size=1 << 20)
     else:
         statement = table.insert().compile(dialect=conn.dialect, column_keys=list(frame.columns))
         conn.exec_driver_sql(str(statement), _sqlite_rows(frame, table))

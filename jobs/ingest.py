@@ -8,8 +8,12 @@ with the same key are summed; for other kinds the last row wins.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +26,7 @@ from analytics.landing_rows import KINDS, reason_category, validate
 from analytics.usage_rollup import merge_activity, merge_totals
 from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
-from database import bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
+from database import Prepared, bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
 from jobs.decrypt import remove_stale_folders
 from jobs import rollup
 from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint
@@ -266,12 +270,18 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     loaded = rejected = 0
     reasons: Counter = Counter()
     unlisted: Counter = Counter()
-    with FileReader(file, size, fast=fast) as reader:
+    postgres = is_postgres(conn)
+    table = target if direct else stage
+
+    def prepared_chunks():
+        """Validated chunks with their COPY text, made on a reader thread while the
+        database takes the previous chunk (parsing and COPY overlap on two cores)."""
+        nonlocal totals, activity
         for chunk in reader.chunks():
             good, bad = validate(kind, chunk.cells)
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
             if direct:
-                loaded += _copy_new_rows(conn, target, good.drop(columns="line"), district, file_id)
+                rows = good.drop(columns="line").assign(district_id=district.id, file_id=file_id)
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
                 if fold:  # new keys only: their sums and active days add to the rollups
@@ -279,12 +289,18 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                     totals = chunk_totals if totals is None else merge_totals(totals, chunk_totals)
                     activity = chunk_activity if activity is None else merge_activity(activity, chunk_activity)
             else:
-                loaded += bulk_insert(conn, stage, good)
-            if len(bad):
-                rejected += bulk_insert(conn, rejected_rows, bad.assign(
-                    file_id=file_id, district_id=district.id, path=file.relpath
-                ))
-                reasons.update(reason_category(bad["reason"]))
+                rows = good
+            yield Prepared(table, rows, postgres), bad
+
+    with FileReader(file, size, fast=fast) as reader:
+        with ahead(prepared_chunks()) as chunks:
+            for rows, bad in chunks:
+                loaded += _copy_new_rows(conn, table, rows) if direct else bulk_insert(conn, table, rows)
+                if len(bad):
+                    rejected += bulk_insert(conn, rejected_rows, bad.assign(
+                        file_id=file_id, district_id=district.id, path=file.relpath
+                    ))
+                    reasons.update(reason_category(bad["reason"]))
         notes = list(reader.notes)
         if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
@@ -303,13 +319,59 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     return loaded, rejected, reasons, notes
 
 
-def _copy_new_rows(conn, target: Table, good: pd.DataFrame, district: District, file_id: int) -> int:
+def _copy_new_rows(conn, target: Table, rows: Prepared) -> int:
     from psycopg2.errors import UniqueViolation
 
     try:
-        return bulk_insert(conn, target, good.assign(district_id=district.id, file_id=file_id))
+        return bulk_insert(conn, target, rows)
     except UniqueViolation:
         raise _KeysExist() from None
+
+
+@contextmanager
+def ahead(items: Iterator, depth: int = 1):
+    """Iterate `items` on a thread, at most `depth` items ahead of the consumer; an
+    exception there is raised here. Leaving the block early stops the thread."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            handoff.put(("error", exc))
+
+    def consume():
+        while True:
+            what, value = handoff.get()
+            if what == "end":
+                return
+            if what == "error":
+                raise value
+            yield value
+
+    thread = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting to put
+            try:
+                handoff.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _unlisted_note(counts) -> str:
