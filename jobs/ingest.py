@@ -350,6 +350,10 @@ def ahead(items: Iterator, depth: int = 1):
             handoff.put(("end", done))
         except BaseException as exc:  # handed to the consumer, raised there
             handoff.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator's own cleanup (files) runs now, on this thread
+                close()
 
     def consume():
         while True:
