@@ -8,8 +8,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# --build-arg WITH_DASK=1 adds the optional Dask extra, for an image that also runs
+# `dask worker` (README, "Scaling out (Dask)"); the default image does without it.
+ARG WITH_DASK=""
+COPY requirements.txt requirements-dask.txt ./
+RUN pip install --no-cache-dir -r requirements.txt ${WITH_DASK:+-r requirements-dask.txt}
 COPY analytics/ analytics/
 COPY jobs/ jobs/
 COPY models/ models/
@@ -18,7 +21,8 @@ COPY config.py database.py demo.py lifecycle.py notify.py progress.py report.py 
 RUN useradd --create-home --uid 10001 analytics && mkdir -p /data && chown analytics /data
 USER analytics
 WORKDIR /data
-ENV DISTRICTS_FILE=/data/districts.yaml \
+ENV PYTHONPATH=/app \
+    DISTRICTS_FILE=/data/districts.yaml \
     LANDING_DIR=/data/landing \
     ANALYTICS_HEARTBEAT_FILE=/tmp/analytics-heartbeat \
     PYTHONUNBUFFERED=1

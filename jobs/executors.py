@@ -281,7 +281,7 @@ class _Pool(_Coordinator):
             super().__exit__(*exc)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=self.spawn, initializer=_log_to,
+        return ProcessPoolExecutor(self.workers, mp_context=self.spawn, initializer=_start_process,
                                    initargs=(self.logs, logging.getLogger().getEffectiveLevel()))
 
     def run(self, districts: list[District], jobs: list[str]) -> list[JobRecord]:
@@ -359,9 +359,17 @@ class _Pool(_Coordinator):
         return [r for d in districts for r in done[d.id]]
 
 
-def _log_to(queue, level: int) -> None:
-    """A pool process sends its log records to the coordinator (logging's own recipe for
-    several processes), which handles them with its handlers: one log, one format."""
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _start_process(queue, level: int) -> None:
+    """A pool process: one thread per native library unless the environment says otherwise,
+    as Dask's workers do (N processes on N cores; the models' OpenMP threads otherwise fight
+    each other, ten times slower on a busy 2-core machine); its log records go to the
+    coordinator (logging's own recipe for several processes), which handles them with its
+    handlers: one log, one format."""
+    for name in ONE_THREAD:
+        os.environ.setdefault(name, "1")
     root = logging.getLogger()
     root.handlers[:] = [QueueHandler(queue)]
     root.setLevel(level)

@@ -20,7 +20,7 @@ def test_a_cycle_on_two_processes(workdir):
 
 def test_a_cycle_on_a_dask_cluster_named_in_the_environment(workdir):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                   resources={"heavy": 1}) as cluster:
         done = run(["--as-of", "2026-11-22"], workdir, ANALYTICS_EXECUTOR="dask",
                    ANALYTICS_SCHEDULER=cluster.scheduler_address)

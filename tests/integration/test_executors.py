@@ -31,7 +31,7 @@ OUTPUTS = (most_used_software, district_app_summary, recommendations, app_effect
 def cluster():
     """Two workers, and a third that alone offers the `heavy` resource; one thread each."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=40) as cluster:
+                                  dashboard_address="127.0.0.1:0", silence_logs=40) as cluster:
         spec = cluster.new_spec
         cluster.worker_spec["heavy"] = {**spec, "options": {**spec["options"], "resources": {"heavy": 1}}}
         cluster.scale(len(cluster.worker_spec))
@@ -100,16 +100,19 @@ def assert_same_tables(url, reference):
 
 
 def test_a_pool_and_a_dask_cluster_give_the_tables_of_a_serial_run(cluster, landing, make_url):
+    """Both on PostgreSQL, Dask on SQLite too; and recommendations only on the heavy worker."""
     serial = make_url()
     assert not cycle(serial, landing).failed
     reference = tables(serial)
     assert len(reference["recommendations"]) and len(reference["model_runs"])
 
-    pooled = make_url()
-    result = cycle(pooled, landing, Executor("local", workers=2))
-    assert [(r.job, r.district_id, r.result.status) for r in result.records] == [
-        (job, d, "succeeded") for d in DISTRICTS for job in JOBS]
-    assert_same_tables(pooled, reference)
+    if "postgresql" in serial:  # (the pool on SQLite: tests/cli/test_executors.py)
+        pooled = make_url()
+        result = cycle(pooled, landing, Executor("local", workers=2))
+        assert [(r.job, r.district_id, r.result.status) for r in result.records] == [
+            (job, d, "succeeded") for d in DISTRICTS for job in JOBS]
+        assert_same_tables(pooled, reference)
+        assert run_keys(pooled) == run_keys(serial)
 
     on_dask = make_url()
     result = cycle(on_dask, landing, Executor("dask", scheduler=cluster.scheduler_address))
@@ -120,7 +123,7 @@ def test_a_pool_and_a_dask_cluster_give_the_tables_of_a_serial_run(cluster, land
     assert {r.worker for r in result.records if r.job == "recommendations"} <= heavy_workers(cluster)
     assert all(r.worker.startswith("tcp://127.0.0.1:") for r in result.records)
     # the same run records as a run here: one per job and district
-    assert run_keys(on_dask) == run_keys(pooled) == run_keys(serial)
+    assert run_keys(on_dask) == run_keys(serial)
 
 
 def run_keys(url) -> list[tuple]:
@@ -201,7 +204,7 @@ def test_a_pool_gives_up_on_a_job_whose_process_keeps_dying(landing, sqlite_url,
 def test_a_cluster_without_a_heavy_worker_is_refused_before_anything_runs(landing, sqlite_url, monkeypatch):
     monkeypatch.setattr(executors, "DASK_WAIT_SECONDS", 1.0)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
-                                  host="127.0.0.1", dashboard_address=None) as light:
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as light:
         with pytest.raises(executors.ExecutorUnavailable, match="no worker offering the 'heavy' resource") as info:
             cycle(sqlite_url, landing, Executor("dask", scheduler=light.scheduler_address), districts=("dan",))
     assert info.value.code == 1 and "--resources heavy=1" in str(info.value)
@@ -217,7 +220,7 @@ def test_a_cluster_without_a_heavy_worker_is_refused_before_anything_runs(landin
     (dict(), {"ANALYTICS_WORKERS": "two"}, "must be a whole number >= 1; got 'two'"),
 ])
 def test_a_bad_executor_setting_is_a_usage_error(flags, env, message):
-    with pytest.raises(executors.UsageError, match="") as info:
+    with pytest.raises(executors.UsageError) as info:
         executors.choose(**flags, environ=env)
     assert message in str(info.value)
 
