@@ -329,9 +329,16 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Prepared) 
 
 def read_frame(conn: Connection, statement) -> pd.DataFrame:
     """Run a Core select and return its rows as a DataFrame with the select's column names."""
-    result = conn.execute(statement)
-    keys = list(result.keys())
-    rows = result.fetchall()
+    if is_postgres(conn):  # psycopg2 already returns Python values: skip SQLAlchemy's row layer
+        compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        with conn.connection.driver_connection.cursor() as cursor:
+            cursor.execute(str(compiled), compiled.params)
+            keys = [column.name for column in cursor.description]
+            rows = cursor.fetchall()
+    else:
+        result = conn.execute(statement)
+        keys = list(result.keys())
+        rows = result.fetchall()
     if not rows:
         return pd.DataFrame(columns=keys)
     # Plain tuples: pandas would treat SQLAlchemy's Row as a namedtuple, field by field (slow).
