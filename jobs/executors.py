@@ -41,8 +41,8 @@ from sqlalchemy import or_, select, update
 
 import database
 from config import District
-from jobs.cycle import (HEAVY, LEASE_SECONDS, JobRecord, UsageError, record_run, run_job, skip_claimed,
-                        skip_job)
+from jobs.cycle import (HEAVY, LEASE_SECONDS, JobRecord, Stopping, UsageError, record_run, run_job,
+                        skip_claimed, skip_job)
 from jobs.job import FAILED, RUNNING, JobContext, JobResult
 from models import job_runs
 
@@ -285,78 +285,93 @@ class _Pool(_Coordinator):
                                    initargs=(self.logs, logging.getLogger().getEffectiveLevel()))
 
     def run(self, districts: list[District], jobs: list[str]) -> list[JobRecord]:
-        done: dict[str, list[JobRecord]] = {}
+        self.done: dict[str, list[JobRecord]] = {}
+        self.active: dict[str, _Chain] = {}
+        self.in_flight: dict = {}  # future -> (chain, job, the pool it went to)
+        self.heavy_queue: deque[tuple[_Chain, str]] = deque()
         waiting = deque(districts)
-        active: dict[str, _Chain] = {}
-        in_flight: dict = {}  # future -> (chain, job, pool)
-        heavy_queue: deque[tuple[_Chain, str]] = deque()
-
-        def heavy_running() -> bool:
-            return any(j in HEAVY for _, j, _ in in_flight.values())
-
-        def launch(chain: _Chain, job: str) -> None:
-            future = self.pool.submit(run_job_task, self.url, self.ctx, job, chain.district)
-            in_flight[future] = (chain, job, self.pool)
-
-        def submit(chain: _Chain, job: str) -> None:
-            if job in HEAVY and (heavy_queue or heavy_running()):
-                heavy_queue.append((chain, job))
-            else:
-                launch(chain, job)
-
-        def next_job(chain: _Chain, after: str | None) -> None:
-            later = chain.jobs if after is None else chain.jobs[chain.jobs.index(after) + 1:]
-            if later:
-                chain.attempts = 0
-                submit(chain, later[0])
-            else:
-                self.finish(chain)
-                done[chain.district.id] = chain.records
-                del active[chain.district.id]
-
-        while waiting or active:
-            while waiting and len(active) < 2 * self.workers:
-                district = waiting.popleft()
-                chain = self.start(district, jobs)
-                if isinstance(chain, list):
-                    done[district.id] = chain
-                    continue
-                active[district.id] = chain
-                next_job(chain, None)
-            if heavy_queue and not heavy_running():
-                launch(*heavy_queue.popleft())
-            if not in_flight:
-                continue
-            finished, _ = wait(in_flight, timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
-            self.heartbeat()
-            for future in finished:
-                chain, job, pool = in_flight.pop(future)
-                try:
-                    record = future.result()
-                except Exception as exc:  # the process died, or the task failed outside the job
-                    chain.attempts += 1
-                    if isinstance(exc, BrokenProcessPool) and pool is self.pool:
-                        log.warning("a worker process died; starting a new pool")
-                        self.pool.shutdown(wait=False, cancel_futures=True)
-                        self.pool = self._new_pool()
-                    error = DIED if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
-                    if chain.attempts <= TASK_RETRIES:
-                        log.warning("%s %s: %s; trying again (%d of %d)", job, chain.district.id, error,
-                                    chain.attempts, TASK_RETRIES)
-                        submit(chain, job)
+        try:
+            while waiting or self.active:
+                while waiting and len(self.active) < 2 * self.workers:
+                    district = waiting.popleft()
+                    chain = self.start(district, jobs)
+                    if isinstance(chain, list):
+                        self.done[district.id] = chain
                         continue
-                    self.give_up(chain, job, error, chain.attempts)
-                    next_job(chain, chain.jobs[-1])
+                    self.active[district.id] = chain
+                    self._next(chain, None)
+                if self.heavy_queue and not self._heavy_running():
+                    self._launch(*self.heavy_queue.popleft())
+                if not self.in_flight:
                     continue
-                chain.records.append(record)
-                if record.result.status == FAILED:
-                    later = chain.jobs[chain.jobs.index(job) + 1:]
-                    chain.records += [skip_job(self.engine, self.ctx, j, chain.district.id,
-                                               f"not run: {job} failed") for j in later]
-                    next_job(chain, chain.jobs[-1])
-                else:
-                    next_job(chain, job)
-        return [r for d in districts for r in done[d.id]]
+                finished, _ = wait(self.in_flight, timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
+                self.heartbeat()
+                for future in finished:
+                    self._finished(future)
+        except Stopping:
+            self._stop()
+            raise
+        return [r for d in districts for r in self.done[d.id]]
+
+    def _heavy_running(self) -> bool:
+        return any(job in HEAVY for _, job, _ in self.in_flight.values())
+
+    def _launch(self, chain: _Chain, job: str) -> None:
+        future = self.pool.submit(run_job_task, self.url, self.ctx, job, chain.district)
+        self.in_flight[future] = (chain, job, self.pool)
+
+    def _submit(self, chain: _Chain, job: str) -> None:
+        if job in HEAVY and (self.heavy_queue or self._heavy_running()):
+            self.heavy_queue.append((chain, job))
+        else:
+            self._launch(chain, job)
+
+    def _next(self, chain: _Chain, after: str | None) -> None:
+        """Submit the district's job after `after` (its first when None), or finish the district."""
+        later = chain.jobs if after is None else chain.jobs[chain.jobs.index(after) + 1:]
+        if later:
+            chain.attempts = 0
+            self._submit(chain, later[0])
+            return
+        self.finish(chain)
+        self.done[chain.district.id] = chain.records
+        del self.active[chain.district.id]
+
+    def _finished(self, future) -> None:
+        chain, job, pool = self.in_flight.pop(future)
+        try:
+            record = future.result()
+        except Exception as exc:  # the process died, or the task failed outside the job
+            chain.attempts += 1
+            if isinstance(exc, BrokenProcessPool) and pool is self.pool:
+                log.warning("a worker process died; starting a new pool")
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+            error = DIED if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+            if chain.attempts <= TASK_RETRIES:
+                log.warning("%s %s: %s; trying again (%d of %d)", job, chain.district.id, error,
+                            chain.attempts, TASK_RETRIES)
+                self._submit(chain, job)
+                return
+            self.give_up(chain, job, error, chain.attempts)
+            self._next(chain, chain.jobs[-1])
+            return
+        chain.records.append(record)
+        if record.result.status != FAILED:
+            self._next(chain, job)
+            return
+        chain.records += [skip_job(self.engine, self.ctx, j, chain.district.id, f"not run: {job} failed")
+                          for j in chain.jobs[chain.jobs.index(job) + 1:]]
+        self._next(chain, chain.jobs[-1])
+
+    def _stop(self) -> None:
+        """SIGTERM/SIGINT: end the processes (their transactions roll back, as a killed process's
+        do) and record their jobs as interrupted, as a local run does."""
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            process.terminate()
+        for chain, job, _ in self.in_flight.values():
+            close_abandoned(self.engine, self.ctx, job, chain.district.id,
+                            "interrupted by a stop signal; its transaction was rolled back")
 
 
 ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
