@@ -345,6 +345,44 @@ def read_frame(conn: Connection, statement) -> pd.DataFrame:
     return pd.DataFrame.from_records([tuple(row) for row in rows], columns=keys)
 
 
+def read_frame_via_copy(conn: Connection, statement) -> pd.DataFrame:
+    """Like `read_frame`, for wide or long results: on PostgreSQL the rows come as COPY
+    text parsed by Arrow (several times faster than row objects), typed from the select's
+    columns (text as string, numbers as float64/Int64, days as datetime64[s]; NULL as missing)."""
+    if not is_postgres(conn):
+        return read_frame(conn, statement)
+    columns = list(statement.selected_columns)
+    types = {}
+    for column in columns:
+        kind = column.type
+        if isinstance(kind, Date):
+            types[column.name] = pa.date32()
+        elif isinstance(kind, DateTime):
+            types[column.name] = pa.timestamp("us", tz="UTC")
+        elif isinstance(kind, (Integer, SmallInteger, BigInteger)):
+            types[column.name] = pa.int64()
+        elif isinstance(kind, Float):
+            types[column.name] = pa.float64()
+        elif isinstance(kind, String):
+            types[column.name] = pa.string()
+        else:  # pragma: no cover - callers select these types only
+            raise TypeError(f"read_frame_via_copy: column {column.name} of type {kind}")
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    raw = conn.connection.driver_connection
+    buffer = io.BytesIO()
+    with raw.cursor() as cursor:
+        query = cursor.mogrify(str(compiled), compiled.params).decode()
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+    buffer.seek(0)
+    table = pacsv.read_csv(buffer, convert_options=pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""]))
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype()}.get)
+    for name, kind in types.items():
+        if kind == pa.date32():
+            frame[name] = pd.to_datetime(frame[name]).astype("datetime64[s]")
+    return frame
+
+
 def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], select_stmt) -> None:
     """INSERT INTO table (columns) SELECT ... ON CONFLICT (primary key) DO UPDATE."""
     dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert

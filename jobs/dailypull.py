@@ -18,7 +18,7 @@ from analytics.dailypull import student_frame
 from analytics.school_year import school_year_containing
 from analytics.student_types import student_types
 from config import District
-from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, snapshot
+from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, read_frame_via_copy, snapshot
 from jobs import ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint
 from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage
@@ -150,7 +150,7 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) ->
             published = pd.DataFrame(columns=[c.name for c in table.columns])
         else:
             _reshape(conn, table, columns)
-            published = read_frame(conn, select(table))
+            published = read_frame_via_copy(conn, select(table))
 
         new = _comparable(frame, table).set_index("student_id", drop=False)
         old = _comparable(published, table).set_index("student_id", drop=False)

@@ -16,7 +16,7 @@ from sqlalchemy import Column, MetaData, Table, delete, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from analytics.usage_rollup import activity_summary, last_active_day, merge_activity, rollup
-from database import bulk_insert, is_postgres, read_frame
+from database import bulk_insert, is_postgres, read_frame, read_frame_via_copy
 from models import usage, usage_activity, usage_rollup_state, usage_totals
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,11 @@ def read(conn, district_id: str, start: tuple[int, int], year_start: date, as_of
         return None
     if as_of < year_start:  # pragma: no cover - dailypull asks for the year containing as_of
         return None
-    app_minutes = read_frame(conn, select(usage_totals.c.student_id, usage_totals.c.app, usage_totals.c.minutes)
-                             .where(usage_totals.c.district_id == district_id, usage_totals.c.year_start == year_start))
-    ids = read_frame(conn, select(usage_totals.c.student_id).where(usage_totals.c.district_id == district_id)
-                     .group_by(usage_totals.c.student_id))
-    return {"app_minutes": app_minutes, "activity": activity_summary(activity, year_start, as_of),
-            "usage_ids": ids}
+    totals = read_frame_via_copy(conn, select(usage_totals.c.year_start, usage_totals.c.student_id,
+                                              usage_totals.c.app, usage_totals.c.minutes)
+                                 .where(usage_totals.c.district_id == district_id))
+    this_year = pd.to_datetime(totals["year_start"]).dt.date == year_start
+    return {"app_minutes": totals.loc[this_year, ["student_id", "app", "minutes"]].reset_index(drop=True),
+            "activity": activity_summary(activity, year_start, as_of),
+            "usage_ids": totals[["student_id"]].drop_duplicates(ignore_index=True)}  # every school year's
 

@@ -68,3 +68,23 @@ def test_instances_creating_the_schema_at_once_take_turns(db_url):
                  for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert all(p.returncode == 0 for p in processes), errors
+
+
+def test_reading_through_copy_gives_the_values_of_a_plain_read(engine):
+    from database import read_frame_via_copy
+
+    frame = pd.DataFrame({
+        "district_id": ["d", "d", "d"], "student_id": ["007", 'q"uote,', "line\nbreak"], "app": ["ixl"] * 3,
+        "date": pd.to_datetime(["2026-09-01", "2026-09-02", "2026-09-03"]), "minutes": [12.5, 0.1 + 0.2, 0.0],
+        "sessions": pd.Series([3, pd.NA, 0], dtype="Int64"), "file_id": [1, 1, 2],
+    })
+    with engine.begin() as conn:
+        bulk_insert(conn, usage, frame)
+        statement = (select(usage.c.student_id, usage.c.date, usage.c.minutes, usage.c.sessions, usage.c.file_id)
+                     .where(usage.c.app.in_(["ixl", "lexia"])).order_by(usage.c.date))
+        fast, plain = read_frame_via_copy(conn, statement), read_frame(conn, statement)
+    assert fast["student_id"].tolist() == plain["student_id"].tolist() == ["007", 'q"uote,', "line\nbreak"]
+    assert pd.to_datetime(fast["date"]).tolist() == pd.to_datetime(plain["date"]).tolist()
+    assert fast["minutes"].tolist() == plain["minutes"].tolist() == [12.5, 0.1 + 0.2, 0.0]
+    assert [None if pd.isna(v) else int(v) for v in fast["sessions"]] == [3, None, 0]
+    assert fast["file_id"].tolist() == [1, 1, 2]
