@@ -21,7 +21,8 @@ def app_minutes_wide(app_minutes: pd.DataFrame, apps: Sequence[str]) -> pd.DataF
     """
     listed = app_minutes.loc[app_minutes["app"].isin(list(apps))]
     wide = (
-        listed.pivot_table(index="student_id", columns="app", values="minutes", aggfunc="sum")
+        listed.astype({"minutes": "float64"}).groupby(["student_id", "app"])["minutes"].sum()
+        .unstack("app")
         .reindex(columns=list(apps))
         .fillna(0.0)
         .astype("Float64")

@@ -13,6 +13,7 @@ def test_the_benchmark_runs_at_tiny_scale(tmp_path, pg_url):
                               **{k: v for k, v in __import__("os").environ.items()}, "BENCH_DATABASE_URL": pg_url.split("?")[0]})
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
-    for row in ("ingest (ours", "psql \\copy (the limit)", "pandas to_sql", "dailypull, full rebuild",
-                "psql GROUP BY", "incremental night", "most_used", "recommendations", "| ratio |"):
+    for row in ("ingest (ours", "psql \\copy into a same-shaped table (the limit)", "pandas to_sql",
+                "dailypull, full rebuild", "psql GROUP BY", "incremental night", "most_used", "recommendations",
+                "ingest, 5x the rows", "| ratio |", "peak RSS, 5x rows"):
         assert row in text
