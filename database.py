@@ -374,7 +374,8 @@ def read_frame_via_copy(conn: Connection, statement) -> pd.DataFrame:
         query = cursor.mogrify(str(compiled), compiled.params).decode()
         cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
     buffer.seek(0)
-    table = pacsv.read_csv(buffer, convert_options=pacsv.ConvertOptions(
+    table = pacsv.read_csv(buffer, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                           convert_options=pacsv.ConvertOptions(
         column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""]))
     frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype()}.get)
     for name, kind in types.items():

@@ -181,12 +181,10 @@ def validate(kind: Kind, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     """
     cell_columns = [c for c in cells.columns if c not in ("line", "raw")]
     text = {c: _text(cells[c]) for c in cell_columns}
-    if "raw" in cells:  # the row as the file had it: one check covers every cell
-        raw = _text(cells["raw"])
-        checked = {"raw": raw}
-    else:  # the raw text is built below for rejected rows only
-        raw = None
-        checked = text
+    # Every cell is checked, and `raw` too when given: for JSON lines, `raw` holds "\u0000" as
+    # six characters while the cell holds the NUL itself.
+    raw = _text(cells["raw"]) if "raw" in cells else None  # else built below, for rejected rows only
+    checked = {**text, **({"raw": raw} if raw is not None else {})}
     undecodable = pd.Series(False, index=cells.index)
     nul = pd.Series(False, index=cells.index)
     for values in checked.values():

@@ -340,7 +340,7 @@ def render(results: list[Row], args, scale: dict, rows: int) -> str:
                      f"{ours.seconds / limit.seconds:.1f}× | ≤ 2× |")
     if daily and night and ingest:
         full = ingest.seconds + daily.seconds
-        lines.append(f"| incremental night ÷ full rebuild (ingest + dailypull) | {night.seconds / full:.0%} | ≤ 10% |")
+        lines.append(f"| incremental night ÷ full rebuild (ingest + dailypull) | {night.seconds / full:.1%} | ≤ 10% |")
     if ingest and five and ingest.peak_mb and five.peak_mb:
         lines.append(f"| ingest peak RSS, 5x rows ÷ 1x rows | {five.peak_mb / ingest.peak_mb:.2f}× | ≤ 2× |")
     rec = next((r for r in results if r.what.startswith("recommendations, 100k")), None)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from psycopg2 import DataError as PsycopgDataError
 from sqlalchemy.exc import DataError
 from sqlalchemy import Column, Integer, MetaData, Table, and_, delete, func, literal, select, update
 
@@ -194,8 +195,8 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
             outcome = _load(conn, district, file, sha, size, started, ctx.settings.school_year_start)
     except (FileUnreadable, FileChanged) as exc:
         error = str(exc)
-    except DataError as exc:  # a value the checks let through but the database refuses
-        error = f"the database refused a value in this file: {str(exc.orig).splitlines()[0]}"
+    except (DataError, PsycopgDataError) as exc:  # a value the checks let through but the database refuses
+        error = f"the database refused a value in this file: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
         log.exception("%s: %s: %s", district.id, file.relpath, error)
     else:
         log.info(
@@ -282,6 +283,8 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     kind = KINDS[file.kind]
     target = SOURCE_TABLES[file.kind]
     fold = file.kind == "usage" and rollup.start_if_empty(conn, district.id, start)
+    if file.kind == "usage" and not fold:  # rows the rollups will not have: they are not complete
+        rollup.mark_incomplete(conn, district.id)
     totals = activity = None
     stage = None if direct else _stage_table(file.kind)
     if stage is not None:

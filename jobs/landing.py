@@ -272,8 +272,10 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
         if '"' in header_line or "\r" in header_line.rstrip("\r"):
             raise NeedsExactReader("quoted header")
         names, extra = check_header(kind, next(csv.reader([header_line])))
-    except (UnicodeDecodeError, HeaderError) as exc:
+    except (UnicodeDecodeError, HeaderError, csv.Error) as exc:
         raise NeedsExactReader(str(exc)) from None
+    if {"line", "raw"} & set(names):  # names the exact reader's chunks use for themselves
+        raise NeedsExactReader("a column named line or raw")
     placeholders = [f"f{i}" for i in range(len(names))]
     try:
         reader = pacsv.open_csv(
@@ -296,6 +298,9 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
             break
         except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
             raise NeedsExactReader(str(exc)) from None
+        longest = max((pc.max(pc.utf8_length(column)).as_py() or 0) for column in batch.columns)
+        if longest > csv.field_size_limit():  # the exact reader refuses such a file
+            raise NeedsExactReader(f"a cell of {longest} characters")
         cells = pd.DataFrame({
             name: pd.Series(pd.arrays.ArrowStringArray(batch.column(i)), copy=False)
             for i, name in enumerate(names)

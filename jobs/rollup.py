@@ -44,6 +44,11 @@ def start_if_empty(conn, district_id: str, start: tuple[int, int]) -> bool:
     return True
 
 
+def mark_incomplete(conn, district_id: str) -> None:
+    """Usage was written without being folded in: dailypull must rebuild before reading them."""
+    conn.execute(delete(usage_rollup_state).where(usage_rollup_state.c.district_id == district_id))
+
+
 def _mark_complete(conn, district_id: str, start: tuple[int, int]) -> None:
     conn.execute(delete(usage_rollup_state).where(usage_rollup_state.c.district_id == district_id))
     conn.execute(usage_rollup_state.insert().values(

@@ -318,3 +318,16 @@ def test_a_file_that_cannot_be_opened_is_a_failure_not_a_skip(engine, landing, m
     monkeypatch.undo()  # readable again: it loads, and its failure record is replaced
     ingest_all(engine, landing)
     assert file_row(engine, "alpha/usage_locked.csv").status == "loaded"
+
+
+def test_json_escapes_for_a_nul_or_a_lone_surrogate_are_quarantined(engine, landing):
+    landing.put("alpha/usage_escapes.jsonl",
+                '{"student_id": "a\\u0000b", "app": "ixl", "date": "2026-09-03", "minutes": 5}\n'
+                '{"student_id": "c\\udc80", "app": "ixl", "date": "2026-09-03", "minutes": 6}\n'
+                '{"student_id": "ok", "app": "ixl", "date": "2026-09-03", "minutes": 7}\n')
+    ingest_all(engine, landing)
+    row = file_row(engine, "alpha/usage_escapes.jsonl")
+    assert (row.status, row.rows_loaded, row.rows_rejected) == ("loaded", 1, 2)
+    assert [(line, reason) for path, line, reason in rejected(engine) if path.endswith("escapes.jsonl")] == [
+        (1, "contains a NUL character"), (2, "bytes are not valid UTF-8")]
+    assert_good_rows_loaded(engine, {("ok", "ixl"): 7.0})

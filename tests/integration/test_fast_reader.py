@@ -74,6 +74,8 @@ HANDED_OVER = {
     "a lone CR (a line end to Python) before a row": HEADER + b"\r,,,\n",  # found by hypothesis
     "missing column": b"student_id,app,minutes\ns1,ixl,30\n",
     "empty": b"",
+    "a column named raw": b"student_id,app,date,minutes,raw\ns1,ixl,2026-09-01,30,x\n",
+    "a cell longer than Python's csv field limit": HEADER + b"s1,ixl,2026-09-01," + b"1" * 140_000 + b"\n",
 }
 
 

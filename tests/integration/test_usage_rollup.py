@@ -2,7 +2,7 @@
 `usage` when the rollups cannot answer; on SQLite and PostgreSQL."""
 from datetime import date
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 import config
 from jobs.cycle import run_cycle
@@ -84,3 +84,21 @@ def test_a_district_loaded_before_the_rollups_gets_them_built_once(engine, tmp_p
     run(engine, tmp_path, ["ingest"])
     source, table = same_as_from_usage(engine, tmp_path)
     assert source == "usage rollups" and {r[0]: r[6] for r in table} == {"s1": 15.0, "s2": 20.0}
+
+
+def test_usage_written_without_folding_makes_the_rollups_incomplete(engine, tmp_path):
+    """Rollups kept for another school_year_start (another instance's config, say) are not
+    folded into; the ingest says so, and the next dailypull rebuilds instead of trusting them."""
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "usage_1.csv").write_text(HEADER + "s1,ixl,2026-09-01,10\n")
+    run(engine, tmp_path, ["ingest"])
+    with engine.begin() as conn:
+        conn.execute(update(usage_rollup_state).values(school_year_start="07-01"))
+    (folder / "usage_2.csv").write_text(HEADER + "s1,ixl,2026-09-02,5\n")
+    run(engine, tmp_path, ["ingest"])
+    with engine.connect() as conn:
+        assert conn.execute(select(usage_rollup_state)).first() is None
+    assert run(engine, tmp_path, ["dailypull"]).details["from"] == "usage"
+    source, table = same_as_from_usage(engine, tmp_path)
+    assert source == "usage rollups" and {r[0]: r[6] for r in table} == {"s1": 15.0}
