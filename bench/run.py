@@ -301,7 +301,8 @@ def render(results: list[Row], args, scale: dict, rows: int) -> str:
     for r in results:  # the first row of each name (the 5x memory check is also "ingest")
         by.setdefault(r.what.split(" (")[0].split(",")[0], r)
     lines = ["# Benchmark results", "",
-             f"Command: `.venv/bin/python bench/run.py --scale {args.scale}` ({rows:,} usage rows, "
+             f"Command: `.venv/bin/python bench/run.py --scale {args.scale}"
+             f"{' --recommendations-100k' if args.recommendations_100k else ''}` ({rows:,} usage rows, "
              f"{scale['students']:,} students, {scale['apps']} apps, {scale['days']} school days).", "",
              f"Machine: {platform.node()}, {os.cpu_count()} cores, {_memory()}, {platform.platform()}; "
              f"Python {platform.python_version()}, pandas {pd.__version__}, SQLAlchemy {sa.__version__}, "
