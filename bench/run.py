@@ -3,8 +3,10 @@
     .venv/bin/python bench/run.py --scale small      # ~1M usage rows, 40 apps (minutes)
     .venv/bin/python bench/run.py --scale tiny --out /tmp/RESULTS.md   # the CI smoke run
 
-Needs PostgreSQL (BENCH_DATABASE_URL, else TEST_DATABASE_URL, else the local server) and
-its `psql` client; DuckDB is optional (bench/requirements.txt). Every job runs as a real
+One district (districts run independently; bench/executors.py measures many), sized by
+`--scale` or `--students/--apps/--days`. Needs PostgreSQL (BENCH_DATABASE_URL, else
+TEST_DATABASE_URL, else the local server) with its `psql` client, and the `sqlite3` shell for
+the SQLite comparison; DuckDB is optional (bench/requirements.txt). Every job runs as a real
 `trigger.py` subprocess under /usr/bin/time -v, so peak memory (RSS) is the job's own.
 Results go to stdout and to bench/RESULTS.md (with the machine, versions and command).
 """
@@ -115,11 +117,17 @@ def psql_url(url: str) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", choices=SCALES, default="small")
+    for name in ("students", "apps", "days"):
+        p.add_argument(f"--{name}", type=int, help=f"override the scale's {name}")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     p.add_argument("--recommendations-100k", action="store_true",
                    help="also time recommendations for 100k type 1 students x 40 apps (a few minutes)")
     args = p.parse_args(argv)
-    scale = SCALES[args.scale]
+    shown = [a for a in (sys.argv[1:] if argv is None else argv)]
+    if "--out" in shown:  # where the table went is not part of what was measured
+        del shown[shown.index("--out"):shown.index("--out") + 2]
+    args.command = " ".join([".venv/bin/python bench/run.py", *shown])
+    scale = {**SCALES[args.scale], **{k: getattr(args, k) for k in ("students", "apps", "days") if getattr(args, k)}}
     base_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
         or "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
     admin = sa.create_engine(base_url)
@@ -226,6 +234,29 @@ def main(argv=None) -> int:
             wall, peak, out = timed([*trigger, "--jobs", job], env, work)
             results.append(Row(job, in_job(out, job), None, peak, "", wall))
         engine.dispose()
+
+        # 5. SQLite, the embedded default: the same landing folder, and dailypull's full rebuild
+        # against the sqlite3 shell's own GROUP BY of the same rows (alternated, medians of 3)
+        sqlite_db = work / "bench.db"
+        sqlite_env = {**env, "DATABASE_URL": f"sqlite:///{sqlite_db}"}
+        wall, peak, out = timed([*trigger, "--jobs", "ingest"], sqlite_env, work)
+        loaded = int(subprocess.run(["sqlite3", str(sqlite_db), "select count(*) from usage"], check=True,
+                                    capture_output=True, text=True).stdout)
+        results.append(Row("SQLite: ingest (ours)", in_job(out, "ingest"), loaded, peak,
+                           "Arrow CSV reader, staging + merge (SQLite has no COPY)", wall))
+        ours, walls, peaks, limit = [], [], [], []
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(["sqlite3", str(sqlite_db), group_by], check=True, stdout=subprocess.DEVNULL)
+            limit.append(time.perf_counter() - started)
+            wall, peak, out = timed([*trigger, "--jobs", "dailypull", "--force"], sqlite_env, work)
+            ours.append(in_job(out, "dailypull"))
+            walls.append(wall)
+            peaks.append(peak)
+        results.append(Row("SQLite: dailypull, full rebuild from usage (ours, --force)", median(ours), loaded,
+                           max(peaks), "median of 3", median(walls)))
+        results.append(Row("SQLite: sqlite3 shell GROUP BY of the same rows (the limit)", median(limit), loaded,
+                           note="median of 3"))
     finally:
         with admin.begin() as conn:
             conn.execute(sa.schema.DropSchema(schema, cascade=True))
@@ -301,8 +332,7 @@ def render(results: list[Row], args, scale: dict, rows: int) -> str:
     for r in results:  # the first row of each name (the 5x memory check is also "ingest")
         by.setdefault(r.what.split(" (")[0].split(",")[0], r)
     lines = ["# Benchmark results", "",
-             f"Command: `.venv/bin/python bench/run.py --scale {args.scale}"
-             f"{' --recommendations-100k' if args.recommendations_100k else ''}` ({rows:,} usage rows, "
+             f"Command: `{args.command}` ({rows:,} usage rows, "
              f"{scale['students']:,} students, {scale['apps']} apps, {scale['days']} school days).", "",
              f"Machine: {platform.node()}, {os.cpu_count()} cores, {_memory()}, {platform.platform()}; "
              f"Python {platform.python_version()}, pandas {pd.__version__}, SQLAlchemy {sa.__version__}, "
@@ -320,8 +350,8 @@ def render(results: list[Row], args, scale: dict, rows: int) -> str:
         wall_text = f"{r.wall:.2f}" if r.wall else ""
         lines.append(f"| {r.what} | {r.seconds:.2f} | {wall_text} | {rows_text} | {rate_text} | {peak_text} | {r.note} |")
     ingest, copy, naive = by.get("ingest"), by.get("psql \\copy into a same-shaped table"), by.get("pandas to_sql")
-    def state(row: Row) -> str:  # "right after the load" or "after VACUUM ANALYZE"
-        return row.what.rsplit("; ", 1)[-1].rstrip(")")
+    def state(row: Row) -> str:  # "right after the load", "after VACUUM ANALYZE" or "SQLite"
+        return "SQLite" if row.what.startswith("SQLite") else "PostgreSQL, " + row.what.rsplit("; ", 1)[-1].rstrip(")")
 
     pairs = [(r, next(g for g in results if g.what.startswith("psql GROUP BY") and state(g) == state(r)))
              for r in results if r.what.startswith("dailypull, full rebuild")]
@@ -336,8 +366,12 @@ def render(results: list[Row], args, scale: dict, rows: int) -> str:
         if old_way:
             lines.append(f"| ingest rows/s ÷ pandas to_sql rows/s, one row per INSERT (reference) | "
                          f"{_rate(ingest) / _rate(old_way):.1f}× | |")
+    sqlite_ours = next((r for r in results if r.what.startswith("SQLite: dailypull")), None)
+    sqlite_limit = next((r for r in results if r.what.startswith("SQLite: sqlite3 shell")), None)
+    if sqlite_ours and sqlite_limit:
+        pairs.append((sqlite_ours, sqlite_limit))
     for ours, limit in pairs:
-        lines.append(f"| dailypull full rebuild ÷ psql GROUP BY (time), {state(ours)} | "
+        lines.append(f"| dailypull full rebuild ÷ the database's own GROUP BY (time), {state(ours)} | "
                      f"{ours.seconds / limit.seconds:.1f}× | ≤ 2× |")
     if daily and night and ingest:
         full = ingest.seconds + daily.seconds

@@ -15,5 +15,6 @@ def test_the_benchmark_runs_at_tiny_scale(tmp_path, pg_url):
     text = out.read_text()
     for row in ("ingest (ours", "psql \\copy into a same-shaped table (the limit)", "pandas to_sql",
                 "dailypull, full rebuild", "psql GROUP BY", "incremental night", "most_used", "recommendations",
-                "ingest, 5x the rows", "| ratio |", "peak RSS, 5x rows"):
+                "ingest, 5x the rows", "| ratio |", "peak RSS, 5x rows", "SQLite: sqlite3 shell GROUP BY",
+                "GROUP BY (time), SQLite"):
         assert row in text
