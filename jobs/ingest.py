@@ -149,23 +149,42 @@ def _record(conn, district: District, file: LandingFile, sha: str, started: date
     upsert_rows(conn, ingested_files, [row], key=["district_id", "path", "sha256"])
 
 
-def _current_versions(engine, district: District) -> dict[str, str]:
-    """sha256 of the version of each path whose rows are in the tables, in one query, so a
-    night with a year of files behind it opens no transaction for the files it skips."""
+@dataclass(frozen=True)
+class _Loaded:
+    """What the manifest has of the version of a path whose rows are in the tables."""
+    sha256: str
+    bytes: int
+    arrived_at: datetime | None  # the file's modification time when it was loaded
+
+    def quick_match(self, file: LandingFile) -> bool:
+        """Same size and modification time as that version (rsync's quick check)."""
+        if self.arrived_at is None:
+            return False
+        loaded = self.arrived_at if self.arrived_at.tzinfo else self.arrived_at.replace(tzinfo=timezone.utc)
+        return self.bytes == file.bytes and loaded == file.modified_at
+
+
+def _current_versions(engine, district: District) -> dict[str, _Loaded]:
+    """The version of each path whose rows are in the tables, in one query, so a night with a
+    year of files behind it neither reads them again nor opens a transaction for them."""
     latest = (
         select(func.max(ingested_files.c.file_id))
         .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
         .group_by(ingested_files.c.path)
     )
     with engine.connect() as conn:
-        return dict(conn.execute(select(ingested_files.c.path, ingested_files.c.sha256)
-                                 .where(ingested_files.c.file_id.in_(latest))).all())
+        rows = conn.execute(select(ingested_files.c.path, ingested_files.c.sha256, ingested_files.c.bytes,
+                                   ingested_files.c.arrived_at).where(ingested_files.c.file_id.in_(latest))).all()
+    return {r.path: _Loaded(r.sha256, r.bytes, r.arrived_at) for r in rows}
 
 
 def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
-                 current: str | None = None) -> FileOutcome:
-    """Load one file in its own transaction; `current` is the sha256 the manifest had for
-    its path when the job started (checked again under the district's lock if it differs)."""
+                 current: _Loaded | None = None) -> FileOutcome:
+    """Load one file in its own transaction. `current`: the version the manifest had for its
+    path when the job started; a file with its size and modification time is skipped unread,
+    one with its bytes is skipped without a transaction (else checked again under the lock)."""
+    if current is not None and not ctx.force and current.quick_match(file):
+        return FileOutcome("skipped")
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     try:
@@ -175,7 +194,7 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
         with engine.begin() as conn:
             _record(conn, district, file, UNREADABLE, started, status=FAILED_FILE, error=error)
         return FileOutcome(FAILED_FILE, error=error)
-    if current == sha and not ctx.force:  # loaded before this job began: nothing can undo that
+    if current is not None and current.sha256 == sha and not ctx.force:  # loaded before this job began
         return FileOutcome("skipped")
 
     try:

@@ -112,3 +112,42 @@ def test_each_file_takes_the_fastest_way_that_reads_and_merges_it_exactly(engine
     assert minutes[("s1", "2026-09-01")] == 42 and minutes[("s1", "2026-09-02")] == 7
     assert minutes[("s2", "2026-09-01")] == 2 and minutes[("s2", "2026-09-03")] == 9
     assert manifest(engine)["alpha/usage_3.csv"] == ("loaded", 2, None)
+
+
+def test_an_unchanged_file_is_skipped_unread_and_force_reads_it(engine, tmp_path, monkeypatch):
+    """Same size and modification time as the version loaded: skipped without being read
+    (rsync's quick check); a new modification time: read and fingerprinted; --force: read."""
+    import os
+
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    path = folder / "usage.csv"
+    path.write_text(USAGE)
+    ingest_once(engine, tmp_path)
+    read = []
+    real = ingest.fingerprint
+    monkeypatch.setattr(ingest, "fingerprint", lambda p: read.append(p.name) or real(p))
+
+    ingest_once(engine, tmp_path)
+    assert read == []  # not even hashed
+
+    loaded = path.stat()  # the same bytes, touched: hashed, recognised, not loaded again
+    os.utime(path, ns=(loaded.st_atime_ns, loaded.st_mtime_ns + 1_000_000_000))
+    result = ingest_once(engine, tmp_path)
+    assert read == ["usage.csv"] and result.details["files"] == {"skipped": 1}
+
+    edited = USAGE.replace("s1,ixl,2026-09-01,1\n", "s1,ixl,2026-09-01,9\n")
+    assert len(edited) == len(USAGE)
+    path.write_text(edited)  # same size, and the loaded version's modification time put back
+    os.utime(path, ns=(loaded.st_atime_ns, loaded.st_mtime_ns))
+    ingest_once(engine, tmp_path)
+
+    def s1_minutes():
+        with engine.connect() as conn:
+            return conn.execute(select(usage.c.minutes).where(usage.c.student_id == "s1")).scalar_one()
+
+    assert s1_minutes() == 1
+    s = settings()
+    run_cycle(engine, s, districts=list(s.districts), jobs=["ingest"], as_of=date(2026, 11, 22),
+              landing_dir=tmp_path, force=True)
+    assert s1_minutes() == 9  # --force reads every file
