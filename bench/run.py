@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -114,6 +115,39 @@ def psql_url(url: str) -> str:
     return sa.engine.make_url(url).set(drivername="postgresql", query={}).render_as_string(hide_password=False)
 
 
+@dataclass
+class Scratch:
+    """A fresh PostgreSQL schema and working folder for one measured district."""
+    work: Path
+    url: str  # DATABASE_URL with the schema as search_path
+    schema: str
+    env: dict
+    trigger: list[str]
+
+
+@contextmanager
+def scratch(base_url: str, apps: int):
+    """Make a Scratch (districts.yaml of one district `bench` with `apps` apps); drop it after."""
+    admin = sa.create_engine(base_url)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with admin.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        (work / "districts.yaml").write_text(
+            "districts:\n  - id: bench\n    apps: [" + ", ".join(f"app{i:02d}" for i in range(apps)) + "]\n")
+        url = f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+        env.update(DATABASE_URL=url)
+        trigger = [sys.executable, str(REPO / "trigger.py"), "--as-of", AS_OF.isoformat()]
+        yield Scratch(work, url, schema, env, trigger)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        admin.dispose()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", choices=SCALES, default="small")
@@ -130,23 +164,13 @@ def main(argv=None) -> int:
     scale = {**SCALES[args.scale], **{k: getattr(args, k) for k in ("students", "apps", "days") if getattr(args, k)}}
     base_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
         or "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-    admin = sa.create_engine(base_url)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    url = f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
     results: list[Row] = []
-    try:
+    with scratch(base_url, scale["apps"]) as place:
+        work, url, schema, env, trigger = place.work, place.url, place.schema, place.env, place.trigger
         landing = work / "landing"
         rows = generate(landing, "bench", **scale)
         year_file = landing / "bench" / "usage_year.csv"
         year_rows = sum(1 for _ in open(year_file)) - 1
-        (work / "districts.yaml").write_text(
-            "districts:\n  - id: bench\n    apps: [" + ", ".join(f"app{i:02d}" for i in range(scale["apps"])) + "]\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
-        env.update(DATABASE_URL=url)
-        trigger = [sys.executable, str(REPO / "trigger.py"), "--as-of", AS_OF.isoformat()]
         print(f"{rows:,} usage rows, {scale['students']:,} students, {scale['apps']} apps, "
               f"{scale['days']} school days; schema {schema}", flush=True)
 
@@ -257,11 +281,6 @@ def main(argv=None) -> int:
                            max(peaks), "median of 3", median(walls)))
         results.append(Row("SQLite: sqlite3 shell GROUP BY of the same rows (the limit)", median(limit), loaded,
                            note="median of 3"))
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
-        shutil.rmtree(work, ignore_errors=True)
 
     results.append(memory_check(base_url, scale))
     if args.recommendations_100k:
@@ -274,53 +293,23 @@ def main(argv=None) -> int:
 
 def memory_check(base_url: str, scale: dict) -> Row:
     """Peak RSS of ingesting a usage file with 5x the students (5x the rows), in a fresh schema."""
-    admin = sa.create_engine(base_url)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        rows = generate(work / "landing", "bench", **{**scale, "students": scale["students"] * 5}, seed=2)
-        (work / "landing" / "bench" / "assessments.csv").unlink()
-        (work / "districts.yaml").write_text(
-            "districts:\n  - id: bench\n    apps: [" + ", ".join(f"app{i:02d}" for i in range(scale["apps"])) + "]\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
-        env.update(DATABASE_URL=f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}")
-        wall, peak, out = timed([sys.executable, str(REPO / "trigger.py"), "--as-of", AS_OF.isoformat(),
-                                 "--jobs", "ingest"], env, work)
+    with scratch(base_url, scale["apps"]) as place:
+        rows = generate(place.work / "landing", "bench", **{**scale, "students": scale["students"] * 5}, seed=2)
+        (place.work / "landing" / "bench" / "assessments.csv").unlink()
+        wall, peak, out = timed([*place.trigger, "--jobs", "ingest"], place.env, place.work)
         return Row("ingest, 5x the rows (memory check)", in_job(out, "ingest"), rows, peak, "", wall)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def recommendations_100k(base_url: str) -> Row:
     """recommendations for 100,000 type 1 students (every student assessed) x 40 apps."""
-    admin = sa.create_engine(base_url)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.execute(sa.schema.CreateSchema(schema))
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        rows = generate(work / "landing", "bench", students=100_000, apps=40, days=180, seed=3, use=0.03,
+    with scratch(base_url, 40) as place:
+        rows = generate(place.work / "landing", "bench", students=100_000, apps=40, days=180, seed=3, use=0.03,
                         assessed_share=1.0, signal=True)
-        (work / "districts.yaml").write_text(
-            "districts:\n  - id: bench\n    apps: [" + ", ".join(f"app{i:02d}" for i in range(40)) + "]\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
-        env.update(DATABASE_URL=f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}")
-        trigger = [sys.executable, str(REPO / "trigger.py"), "--as-of", AS_OF.isoformat()]
-        timed([*trigger, "--jobs", "ingest,dailypull,most_used"], env, work)
-        wall, peak, out = timed([*trigger, "--jobs", "recommendations"], env, work)
+        timed([*place.trigger, "--jobs", "ingest,dailypull,most_used"], place.env, place.work)
+        wall, peak, out = timed([*place.trigger, "--jobs", "recommendations"], place.env, place.work)
         basis = re.search(r"basis (\w+)", out)
         return Row("recommendations, 100k type 1 students x 40 apps", in_job(out, "recommendations"), None, peak,
                    f"{rows:,} usage rows; basis: {basis[1] if basis else '?'}", wall)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.schema.DropSchema(schema, cascade=True))
-        admin.dispose()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _rate(row: Row) -> float | None:
