@@ -134,13 +134,23 @@ def _holding(engine: Engine, table: Table, mine, lease_seconds: float, name: str
 
     thread = threading.Thread(target=renew, name=name, daemon=True)
     thread.start()
+    release = True
     try:
         yield
+    except LeftToExpire:  # work under it may still be running elsewhere: stop renewing, keep the row
+        release = False
+        raise
     finally:
         stop.set()
         thread.join()
-        with engine.begin() as conn:
-            conn.execute(delete(table).where(mine))
+        if release:
+            with engine.begin() as conn:
+                conn.execute(delete(table).where(mine))
+
+
+class LeftToExpire(Exception):
+    """Thrown into a held lease (a claim) to stop renewing it without releasing it: whatever
+    runs under it elsewhere keeps it until the lease expires."""
 
 
 def _retry(attempt, wait_seconds: float):

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import date, datetime, timezone
@@ -24,7 +25,7 @@ import report
 import service
 import status
 from jobs import executors
-from jobs.cycle import UsageError, run_cycle, select_districts, select_jobs
+from jobs.cycle import Stopping, UsageError, run_cycle, select_districts, select_jobs
 
 log = logging.getLogger("trigger")
 
@@ -135,12 +136,24 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    def stop(signum, _frame):  # the running job rolls back and is recorded; pool processes end
+        log.warning("%s received: stopping", signal.Signals(signum).name)
+        raise Stopping()
+
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         cycle = run_cycle(engine, settings, districts=districts, jobs=jobs, as_of=as_of, force=args.force,
                           landing_dir=landing_dir, executor=executor)
     except (executors.ExecutorUnavailable, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "code", 2)
+    except Stopping:
+        print("stopped by a signal: the running job's transaction was rolled back and it is recorded as "
+              "interrupted", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     print(report.cycle_summary(cycle))
     notify.notify(cycle)
     return 1 if cycle.failed else 0

@@ -476,6 +476,10 @@ class _Dask(_Coordinator):
                     done[chain.district.id] = chain.records
         except BaseException:  # Stopping, or the client lost: nothing more is started
             self.client.cancel(list(chains))
+            # A task already running on a worker cannot be stopped from here: its district's
+            # claim is not released but left to expire, so no instance runs it meanwhile.
+            for chain in chains.values():
+                chain.claim.__exit__(database.LeftToExpire, database.LeftToExpire(), None)
             raise
         return [r for d in districts for r in done[d.id]]
 

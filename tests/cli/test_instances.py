@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -158,3 +159,24 @@ def _has_runs(url) -> bool:
         return "job_runs" in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_stop_signal_to_a_plain_cycle_on_processes_ends_them_and_releases_the_claims(place):
+    """cron's or timeout's SIGTERM to `trigger.py --workers 2`: the pool's processes end with
+    it (none is left running a job), their jobs are recorded interrupted, claims released."""
+    _, url = place
+    cycle = start(place, "--workers", "2", "--jobs", "ingest",
+                  ANALYTICS_PAUSE_AT="ingest.staged", ANALYTICS_PAUSE_SECONDS="60")
+    assert wait_for(lambda: _has_runs(url) and len(runs(url).query("status == 'running'")) >= 1, 120)
+    children = Path(f"/proc/{cycle.pid}/task/{cycle.pid}/children").read_text().split()
+    assert children
+    cycle.send_signal(signal.SIGTERM)
+    _, err = cycle.communicate(timeout=60)
+    assert cycle.returncode == 1 and "stopped by a signal" in err, err[-2000:]
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 15)
+    ingest = runs(url).query("job == 'ingest'")
+    assert (ingest["status"] == "failed").all() and ingest["message"].str.contains("interrupted").all()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from job_claims")).scalar_one() == 0
+    engine.dispose()

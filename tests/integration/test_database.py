@@ -88,3 +88,22 @@ def test_reading_through_copy_gives_the_values_of_a_plain_read(engine):
     assert fast["minutes"].tolist() == plain["minutes"].tolist() == [12.5, 0.1 + 0.2, 0.0]
     assert [None if pd.isna(v) else int(v) for v in fast["sessions"]] == [3, None, 0]
     assert fast["file_id"].tolist() == [1, 1, 2]
+
+
+def test_a_claim_left_to_expire_keeps_its_row_and_a_released_one_does_not(engine):
+    from database import LeftToExpire, claim
+    from models import job_claims
+
+    def holders():
+        with engine.connect() as conn:
+            return [r.holder for r in conn.execute(select(job_claims.c.holder))]
+
+    with claim(engine, "alpha", "me", 600) as other:
+        assert other is None and holders() == ["me"]
+    assert holders() == []
+    with pytest.raises(LeftToExpire):  # work under it may still run elsewhere (a Dask task)
+        with claim(engine, "alpha", "me", 600):
+            raise LeftToExpire()
+    assert holders() == ["me"]
+    with claim(engine, "alpha", "someone else", 600) as other:
+        assert other == "me"  # not free until its lease expires
