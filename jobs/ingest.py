@@ -68,11 +68,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     files = discover(ctx.landing_dir, district.id)
     if ctx.force:  # replay files in the order they were first loaded, then new ones by arrival
         with engine.connect() as conn:
-            loaded_at = dict(conn.execute(
-                select(ingested_files.c.path, func.max(ingested_files.c.file_id))
-                .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
-                .group_by(ingested_files.c.path)
-            ).all())
+            loaded_at = dict(conn.execute(_current_file_ids(district)).all())
         files.sort(key=lambda f: (loaded_at.get(f.relpath, float("inf")), f.modified_at, f.relpath))
     current = {} if ctx.force else _current_versions(engine, district)
     counts: Counter = Counter()
@@ -101,6 +97,15 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     return result
 
 
+def _current_file_ids(district: District):
+    """path, file_id of each path's version whose rows are in the tables (its latest loaded)."""
+    return (
+        select(ingested_files.c.path, func.max(ingested_files.c.file_id).label("file_id"))
+        .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
+        .group_by(ingested_files.c.path)
+    )
+
+
 def _latest_version(conn, district: District, relpath: str):
     """The manifest row of the version of `relpath` whose rows are in the tables, if any."""
     return conn.execute(
@@ -113,14 +118,10 @@ def _latest_version(conn, district: District, relpath: str):
 
 def _loaded_elsewhere(conn, district: District, file: LandingFile, sha: str) -> str | None:
     """Another path whose current (latest loaded) version has exactly these bytes."""
-    latest = (
-        select(func.max(ingested_files.c.file_id).label("file_id"))
-        .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
-        .group_by(ingested_files.c.path)
-    )
+    current = _current_file_ids(district).subquery()
     return conn.execute(
         select(ingested_files.c.path).where(
-            ingested_files.c.file_id.in_(latest),
+            ingested_files.c.file_id.in_(select(current.c.file_id)),
             ingested_files.c.sha256 == sha,
             ingested_files.c.status == LOADED,
             ingested_files.c.path != file.relpath,
@@ -167,14 +168,11 @@ class _Loaded:
 def _current_versions(engine, district: District) -> dict[str, _Loaded]:
     """The version of each path whose rows are in the tables, in one query, so a night with a
     year of files behind it neither reads them again nor opens a transaction for them."""
-    latest = (
-        select(func.max(ingested_files.c.file_id))
-        .where(ingested_files.c.district_id == district.id, ingested_files.c.status.in_((LOADED, DUPLICATE)))
-        .group_by(ingested_files.c.path)
-    )
+    current = _current_file_ids(district).subquery()
     with engine.connect() as conn:
         rows = conn.execute(select(ingested_files.c.path, ingested_files.c.sha256, ingested_files.c.bytes,
-                                   ingested_files.c.arrived_at).where(ingested_files.c.file_id.in_(latest))).all()
+                                   ingested_files.c.arrived_at)
+                            .where(ingested_files.c.file_id.in_(select(current.c.file_id)))).all()
     return {r.path: _Loaded(r.sha256, r.bytes, r.arrived_at) for r in rows}
 
 

@@ -127,8 +127,6 @@ def read(conn, district_id: str, start: tuple[int, int], year_start: date, as_of
     latest = last_active_day(activity, year_start)
     if latest is not None and latest > as_of:
         return None
-    if as_of < year_start:  # pragma: no cover - dailypull asks for the year containing as_of
-        return None
     totals = read_frame_via_copy(conn, select(usage_totals.c.year_start, usage_totals.c.student_id,
                                               usage_totals.c.app, usage_totals.c.minutes)
                                  .where(usage_totals.c.district_id == district_id))
