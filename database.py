@@ -35,8 +35,47 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "sqlite:///analytics.db"
 
 
+class UnusableURL(ValueError):
+    """DATABASE_URL names no database this service can open; the message says the form to use."""
+
+
+URL_FORMS = "sqlite:///PATH (a file) or postgresql://USER:PASSWORD@HOST:PORT/DB"
+
+
+def normalise_url(url: str) -> str:
+    """The URL with the driver we ship: `postgresql://` and `postgres://` (the forms libpq,
+    Docker images and hosting services hand out) mean psycopg2, which SQLAlchemy 2.1 would
+    not pick by itself. Raise UnusableURL, naming the forms that work, for anything else."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = url.strip()
+    if not text:
+        raise UnusableURL(f"DATABASE_URL is empty; expected {URL_FORMS}")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise UnusableURL(f"DATABASE_URL is not a URL (it has no SCHEME://); expected {URL_FORMS}")
+    name, _, driver = scheme.lower().partition("+")
+    if name in ("postgres", "postgresql", "pgsql") and driver in ("", "psycopg2"):
+        text = f"postgresql+psycopg2://{rest}"
+    elif name in ("postgres", "postgresql"):
+        raise UnusableURL(f"DATABASE_URL {describe(text)} asks for the driver {driver!r}, which this service does not "
+                          f"ship; use postgresql://... (psycopg2)")
+    elif name == "sqlite" and driver in ("", "pysqlite"):
+        pass
+    else:
+        raise UnusableURL(f"DATABASE_URL {describe(text)}: {scheme!r} is not a database this service runs on; "
+                          f"expected {URL_FORMS}")
+    try:
+        make_url(text)
+    except ArgumentError:
+        raise UnusableURL(f"DATABASE_URL {describe(text)} cannot be parsed; expected {URL_FORMS}") from None
+    return text
+
+
 def connect(url: str) -> Engine:
     """An Engine for `url`, with the fixed schema created if it is missing."""
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
         _sqlite_transactions(engine)
@@ -111,6 +150,10 @@ def _take_lease(engine: Engine, table: Table, key: Column, value: str, holder: s
             conn.execute(select(func.pg_advisory_xact_lock(lock_key(table.name, value))))
         conn.execute(delete(table).where(key == value, table.c.expires_at < now))
         other = conn.execute(select(table.c.holder).where(key == value)).scalar()
+        if other is not None and holder_is_gone(other):
+            log.info("%s %r: its holder %s is no longer running on this host: taken over", table.name, value, other)
+            conn.execute(delete(table).where(key == value, table.c.holder == other))
+            other = None
         if other is None:
             conn.execute(table.insert().values({key.name: value, "holder": holder,
                                                 "expires_at": now + timedelta(seconds=lease_seconds), **columns}))
@@ -184,8 +227,28 @@ def claim(engine: Engine, district_id: str, holder: str, lease_seconds: float) -
 
 
 def holder_name() -> str:
-    """This process, as claims and locks name it."""
+    """This process, as claims and locks name it: HOST:PID."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """Whether `holder` (HOST:PID, or HOST:PID:TAG) names a process of this host that no
+    longer exists: its lease need not be waited out. A holder on another host, or one whose
+    process id is alive (even if reused by another program), keeps its lease until it ends."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import schedule
@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 import config
 from jobs import JOBS
-from jobs.cycle import CycleResult, Stopping, run_cycle, select_districts
+from jobs.cycle import CycleResult, Stopping, as_of_day, run_cycle, select_districts
 from models import job_runs
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def last_successful_cycle(engine) -> datetime | None:
 class Service:
     def __init__(self, engine, settings_path: Path, landing_dir: Path, *, shard=None,
                  clock: Callable[[], datetime] = utc_now, heartbeat: Path | None = None,
-                 after_cycle: Callable[[CycleResult], None] = lambda cycle: None, executor=None):
+                 after_cycle: Callable[[CycleResult], None] = lambda cycle: None, executor=None,
+                 as_of: date | None = None):
         self.engine = engine
         self.settings_path = settings_path
         self.landing_dir = landing_dir
@@ -68,6 +69,7 @@ class Service:
         self.heartbeat = heartbeat
         self.after_cycle = after_cycle
         self.executor = executor  # jobs.executors.Executor; None: here, one district after another
+        self.as_of = as_of  # --as-of: every cycle computes as of this day (replays, tests); else the clock's UTC day
         self.busy = False
         self.stopping = False
 
@@ -86,7 +88,7 @@ class Service:
         self.busy = True
         try:
             cycle = run_cycle(self.engine, settings, districts=select_districts(settings, None, self.shard),
-                              jobs=list(JOBS), as_of=self.clock().date(), landing_dir=self.landing_dir,
+                              jobs=list(JOBS), as_of=self.as_of or as_of_day(self.clock()), landing_dir=self.landing_dir,
                               heartbeat=self.beat, clock=self.clock, executor=self.executor)
         except Stopping:
             raise

@@ -25,7 +25,7 @@ import report
 import service
 import status
 from jobs import executors
-from jobs.cycle import Stopping, UsageError, run_cycle, select_districts, select_jobs
+from jobs.cycle import Stopping, UsageError, as_of_day, run_cycle, select_districts, select_jobs
 
 log = logging.getLogger("trigger")
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    as_of = args.as_of or datetime.now(timezone.utc).date()
+    as_of = args.as_of or as_of_day(datetime.now(timezone.utc))
     if args.demo:
         import demo
 
@@ -136,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    stopping = []
+
     def stop(signum, _frame):  # the running job rolls back and is recorded; pool processes end
+        if stopping:  # a second Ctrl-C must not break the recording of the first
+            log.warning("%s received again: already stopping", signal.Signals(signum).name)
+            return
+        stopping.append(signum)
         log.warning("%s received: stopping", signal.Signals(signum).name)
         raise Stopping()
 
@@ -171,7 +177,8 @@ def _service(args, settings_path: Path, landing_dir: Path, url: str, executor) -
         print(why)
         return 0 if healthy else 1
     return service.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
-                           after_cycle=_report_and_notify, executor=executor).serve()
+                           after_cycle=_report_and_notify, executor=executor,
+                           as_of=args.as_of).serve()
 
 
 def _report_and_notify(cycle) -> None:
@@ -194,8 +201,12 @@ def _engine(url: str):
         attempts += 1
         try:
             return database.connect(url)
-        except (ArgumentError, NoSuchModuleError) as exc:
-            raise DatabaseUnusable(f"DATABASE_URL is not a usable database URL ({database.describe(url)}): {exc}", 2)
+        except database.UnusableURL as exc:
+            raise DatabaseUnusable(str(exc), 2) from None
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnusable(f"DATABASE_URL is not a usable database URL ({database.describe(url)}): {first}; "
+                                   f"expected {database.URL_FORMS}", 2) from None
         except OperationalError as exc:
             waited = time.monotonic() - started
             if waited + pause > wait:

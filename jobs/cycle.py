@@ -7,6 +7,7 @@ the same job runner (`run_job`), so locks, records and publishing are the same.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -58,6 +59,15 @@ def in_shard(district_id: str, shard: tuple[int, int] | None) -> bool:
 def utc_now() -> datetime:
     """The default clock (a module-level function, so a context holding it can be pickled)."""
     return datetime.now(timezone.utc)
+
+
+def as_of_day(moment: datetime) -> date:
+    """The as-of day of a cycle started at `moment`: its calendar day in UTC. A plain cycle
+    and `--serve` both take their default as-of day from here, so the same moment gives
+    the same day whatever the machine's time zone."""
+    if moment.tzinfo is None:
+        raise ValueError("as_of_day needs an aware datetime (UTC)")
+    return moment.astimezone(timezone.utc).date()
 
 
 @dataclass
@@ -188,15 +198,23 @@ def _run_job_now(engine, ctx: JobContext, job: str, district: District) -> JobRe
     started = ctx.clock()
     run_id = record_run(engine, ctx, job, district.id, JobResult(status=RUNNING), started=started, finished=False)
     clock = time.perf_counter()
+    stopped = False
     try:
         result = JOBS[job](engine, district, ctx)
     except Stopping:
-        record_run(engine, ctx, job, district.id, JobResult(status=FAILED, message="interrupted by a stop signal; "
-                                                         "its transaction was rolled back"), started=started, run_id=run_id)
-        raise
+        stopped = True
     except Exception as exc:  # recorded, then the cycle goes on with other districts
         log.exception("%s %s: failed", job, district.id)
         result = JobResult(status=FAILED, message=f"{type(exc).__name__}: {exc}"[:2000])
+    if stopped:
+        # Recorded only once the interrupted job's frames are gone: a stop signal that lands
+        # inside an SQLite statement leaves that statement's cursor alive in the traceback, and
+        # until it is freed the closed connection keeps the database's write lock ("database
+        # is locked" for every later write, the claim's release included).
+        gc.collect()
+        record_run(engine, ctx, job, district.id, JobResult(status=FAILED, message="interrupted by a stop signal; "
+                                                         "its transaction was rolled back"), started=started, run_id=run_id)
+        raise Stopping()
     seconds = time.perf_counter() - clock
     record_run(engine, ctx, job, district.id, result, started=started, run_id=run_id)
     log.info(

@@ -84,7 +84,8 @@ def test_bad_usage_exits_2(workdir, args, message):
 
 def test_a_database_url_that_is_not_one_exits_2(workdir):
     done = run([], workdir, DATABASE_URL="postgres-ish://nowhere/db")
-    assert done.returncode == 2 and "DATABASE_URL is not a usable database URL" in done.stderr
+    assert done.returncode == 2 and "'postgres-ish' is not a database this service runs on" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_an_unreachable_database_is_retried_then_exits_1_without_the_password(workdir):
@@ -97,7 +98,7 @@ def test_an_unreachable_database_is_retried_then_exits_1_without_the_password(wo
     assert done.returncode == 1
     assert "cannot reach the database postgresql+psycopg2://analyst:***@127.0.0.1:1/test after 3 attempts" in done.stderr
     assert done.stderr.count("retrying in") == 2  # after 1 s, then 2 s: bounded, with backoff
-    assert 3 <= took < 30
+    assert took >= 3  # it did wait and retry (no upper bound: a busy machine is slow, not wrong)
     assert "s3cret" not in done.stderr + done.stdout
 
 
@@ -144,7 +145,8 @@ def test_every_flag_is_documented_in_the_readme():
 
 def test_ci_runs_the_readmes_test_command():
     readme = (REPO / "README.md").read_text()
-    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in first_block.splitlines() if line.startswith("python3 -m venv")]
     assert len(commands) == 2, "the README starts with two setup commands"
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in (REPO / ".ci" / "run").read_text()
