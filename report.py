@@ -8,6 +8,7 @@ from analytics.bands import BAND_ORDER
 from config import District
 from database import existing_columns, read_frame
 from jobs.cycle import CycleResult
+from jobs.job import plural
 from models import app_effects, dataframe_table, district_app_summary, ingested_files, model_runs, recommendations
 
 TYPE_NAMES = {1: "1 assessment", 2: "2 forecast", 3: "3 this year's average", 4: "4 older average"}
@@ -30,9 +31,21 @@ def cycle_summary(cycle: CycleResult) -> str:
     for r in cycle.records:
         if r.result.message:
             out.append(f"  {r.job} {r.district_id}: {r.result.message}")
+    failed_files = [(r.district_id, path, why) for r in cycle.records
+                    for path, why in r.result.details.get("failed_files", [])]
+    if failed_files:
+        out.append("files that failed to load (listed every cycle until a version of the same path loads):")
+        out += [f"  {district}: {path}: {why}" for district, path, why in failed_files]
+    empty = [(r.district_id, path, note) for r in cycle.records
+             for path, note in r.result.details.get("files_with_nothing_loaded", [])]
+    if empty:
+        out.append("files that loaded no row (every row rejected):")
+        out += [f"  {district}: {path}: {note}" for district, path, note in empty]
     rejected = sum(r.result.rows_rejected for r in cycle.records)
     if rejected:
-        out.append(f"{rejected:,} rows quarantined: see the rejected_rows table (file, line, reason).")
+        out.append(f"{plural(rejected, 'row')} quarantined: see the rejected_rows table (file, line, reason).")
+    for warning in cycle.warnings:
+        out.append(f"WARNING: {warning}")
     if cycle.unconfigured:
         out.append("landing folders that are not configured districts (not read): "
                    + ", ".join(repr(n) for n in cycle.unconfigured))
@@ -63,7 +76,7 @@ def district_report(engine, district: District) -> str:
             .where(ingested_files.c.district_id == district.id)
             .group_by(ingested_files.c.status).order_by(ingested_files.c.status)
         ).all()
-    out = [f"{district.name} ({district.id}): {len(frame):,} students"]
+    out = [f"{district.name} ({district.id}): {plural(len(frame), 'student')}"]
     crosstab = pd.crosstab(
         frame["type"].map(TYPE_NAMES).fillna("none"),
         frame["performance"].fillna("no band"),
@@ -84,7 +97,8 @@ def district_report(engine, district: District) -> str:
 def _top_apps(summary: pd.DataFrame, window: str, band: str, n: int = 4) -> str:
     rows = summary.loc[(summary["window"] == window) & (summary["performance"] == band)]
     rows = rows.sort_values(["minutes", "app"], ascending=[False, True]).head(n)
-    return ", ".join(f"{r.app} {_hours(r.minutes)} ({r.share:.0%}, {r.students} students)" for r in rows.itertuples())
+    return ", ".join(f"{r.app} {_hours(r.minutes)} ({r.share:.0%}, {plural(int(r.students), 'student')})"
+                     for r in rows.itertuples())
 
 
 def _hours(minutes: float) -> str:
@@ -97,7 +111,7 @@ def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.Da
     explaining = runs.loc[runs["model_id"].isin(recs["model_id"]) | runs["verdict"].str.startswith("chosen")]
     run = explaining.iloc[-1] if len(explaining) else (runs.iloc[-1] if len(runs) else None)
     basis = recs["basis"].iloc[0] if len(recs) else (run["basis"] if run is not None else "none")
-    lines = [f"  recommendations: basis {basis}, {recs['student_id'].nunique():,} students"
+    lines = [f"  recommendations: basis {basis}, {plural(recs['student_id'].nunique(), 'student')}"
              + (f"; {run['algorithm']}: {run['verdict']}" if run is not None else "")]
     for student, picks in list(recs.groupby("student_id", sort=True))[:3]:
         items = ", ".join(

@@ -37,18 +37,32 @@ def _month_start(day: date, back: int = 0) -> date:
 def collect(engine, settings: Settings, *, today: date) -> dict:
     with engine.connect() as conn:
         runs = read_frame(conn, select(job_runs))
-        files = read_frame(conn, select(ingested_files.c.district_id, ingested_files.c.school,
+        files = read_frame(conn, select(ingested_files.c.file_id, ingested_files.c.district_id,
+                                        ingested_files.c.path, ingested_files.c.school,
                                         ingested_files.c.bytes, ingested_files.c.arrived_at,
-                                        ingested_files.c.status))
+                                        ingested_files.c.status, ingested_files.c.error))
         newest = dict(conn.execute(select(usage.c.district_id, func.max(usage.c.date)).group_by(usage.c.district_id)).all())
         apps = conn.execute(select(usage.c.district_id, usage.c.app, func.count())
                             .group_by(usage.c.district_id, usage.c.app)).all()
     return {
         "as_of": today.isoformat(),
         "cycles": _cycles(runs),
-        "districts": _districts(settings, runs, newest, apps),
+        "districts": _districts(settings, runs, newest, apps, files),
         "schools": _schools(settings, files, today),
+        "failed_files": failed_files(files),
     }
+
+
+def failed_files(files: pd.DataFrame) -> list[dict]:
+    """Files whose latest version failed to load (bad header, wrong key, truncated archive):
+    listed until a version of the same path loads (or is recorded as a duplicate)."""
+    if files.empty:
+        return []
+    latest = files.sort_values("file_id").drop_duplicates(["district_id", "path"], keep="last")
+    failed = latest.loc[latest["status"] == "failed"].sort_values(["district_id", "path"])
+    return [{"district_id": r.district_id, "path": r.path, "error": r.error,
+             "since": _utc(r.arrived_at).isoformat() if _utc(r.arrived_at) else None}
+            for r in failed.itertuples()]
 
 
 def _cycles(runs: pd.DataFrame) -> list[dict]:
@@ -71,12 +85,16 @@ def _cycles(runs: pd.DataFrame) -> list[dict]:
             "rows_in": int(jobs["rows_in"].fillna(0).sum()),
             "rows_out": int(jobs["rows_out"].fillna(0).sum()),
             "rows_rejected": int(jobs["rows_rejected"].fillna(0).sum()),
-            "errors": [f"{r.job} {r.district_id}: {r.message}" for r in failed.itertuples()],
+            "failed_jobs": [f"{r.job} {r.district_id}: {r.message}" for r in failed.itertuples()],
         })
     return sorted(out, key=lambda c: c["started_at"], reverse=True)[:CYCLES]
 
 
-def _districts(settings: Settings, runs: pd.DataFrame, newest: dict, apps) -> list[dict]:
+NO_DATA = "no data yet"
+
+
+def _districts(settings: Settings, runs: pd.DataFrame, newest: dict, apps, files: pd.DataFrame) -> list[dict]:
+    loaded = set(files.loc[files["status"] == "loaded", "district_id"]) if len(files) else set()
     out = []
     for district in settings.districts:
         done = runs.loc[(runs["district_id"] == district.id) & (runs["job"] == "dailypull")
@@ -87,6 +105,8 @@ def _districts(settings: Settings, runs: pd.DataFrame, newest: dict, apps) -> li
         out.append({
             "district_id": district.id,
             "enabled": district.enabled,
+            # "no data yet" until a file of the district loads: a dailypull over nothing is no news
+            "state": "receiving data" if district.id in loaded else NO_DATA,
             "last_successful_dailypull": last.isoformat() if last else None,
             "newest_data_day": pd.Timestamp(day).date().isoformat() if day is not None else None,
             "unlisted_apps": unlisted,
@@ -136,19 +156,25 @@ def render(data: dict) -> str:
     out = [f"Last cycles (as of {data['as_of']})"]
     rows = [[c["cycle_id"], _when(c["started_at"]), _when(c["finished_at"]),
              f"{c['seconds']:.0f} s" if c["seconds"] is not None else "running", c["status"], c["districts"],
-             f"{c['rows_in']:,}", f"{c['rows_out']:,}", f"{c['rows_rejected']:,}", len(c["errors"])]
+             f"{c['rows_in']:,}", f"{c['rows_out']:,}", f"{c['rows_rejected']:,}", len(c["failed_jobs"])]
             for c in data["cycles"]]
     out.append(text_table(rows, ["cycle", "started (UTC)", "finished", "duration", "status", "districts",
-                             "rows in", "rows out", "rejected", "errors"]) if rows else "  no cycle has run yet")
+                             "rows in", "rows out", "rows rejected", "failed jobs"])
+               if rows else "  no cycle has run yet")
     for c in data["cycles"][:1]:
-        out += [f"  {e}" for e in c["errors"]]
+        out += [f"  {e}" for e in c["failed_jobs"]]
     out.append("\nDistricts")
-    out.append(text_table([[d["district_id"], "yes" if d["enabled"] else "no", _when(d["last_successful_dailypull"]),
+    out.append(text_table([[d["district_id"], "yes" if d["enabled"] else "no", d["state"],
+                        _when(d["last_successful_dailypull"]) if d["state"] != NO_DATA else "-",
                         d["newest_data_day"] or "-",
                         ", ".join(f"{a} ({n:,} rows)" for a, n in d["unlisted_apps"].items()) or "-"]
                        for d in data["districts"]],
-                      ["district", "enabled", "last successful dailypull", "newest data day",
+                      ["district", "enabled", "data", "last successful dailypull", "newest data day",
                        "apps in usage it does not list"]))
+    if data["failed_files"]:
+        out.append("\nFiles that failed to load (until a version of the same path loads)")
+        out.append(text_table([[f["district_id"], f["path"], f["error"] or "-"] for f in data["failed_files"]],
+                              ["district", "file", "why"]))
     out.append("\nSchools")
     rows = [[s["district_id"], s["school"], _when(s["last_file_at"]), s["files_this_month"],
              _size(s["bytes_this_month"]), s["files_last_month"], _size(s["bytes_last_month"]),

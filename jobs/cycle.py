@@ -85,6 +85,7 @@ class CycleResult:
     as_of: date
     records: list[JobRecord] = field(default_factory=list)
     unconfigured: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # said loudly in the summary (no landing folder...)
 
     @property
     def failed(self) -> bool:
@@ -142,6 +143,12 @@ def run_cycle(
         cycle.unconfigured = unconfigured_folders(ctx.landing_dir, settings)
         for name in cycle.unconfigured:
             log.warning("landing folder %r is not a configured district: its files are not read", name)
+        cycle.warnings += missing_landing(ctx.landing_dir, districts)
+    if not districts:
+        cycle.warnings.append("no district to run: districts.yaml enables none (enable one, or add one with "
+                              "--onboard ID --apps A,B once LANDING_DIR/ID/ has files)")
+    for warning in cycle.warnings:
+        log.warning("%s", warning)
     if executor is not None and executor.parallel:
         from jobs import executors  # Dask, when asked for, is imported there and only then
 
@@ -165,6 +172,19 @@ def run_cycle(
                 if record.result.status == FAILED:
                     failed_job = job
     return cycle
+
+
+def missing_landing(landing_dir: Path, districts: list[District]) -> list[str]:
+    """Warnings for a landing folder that is not there: ingest would read nothing, and say
+    `files: none` as if all were well."""
+    root = Path(landing_dir)
+    if not districts:
+        return []
+    if not root.is_dir():
+        return [f"LANDING_DIR {root.resolve()} does not exist: no file was read for any district "
+                "(set LANDING_DIR to the folder the schools sync into)"]
+    return [f"{d.id}: no folder {(root / d.id).resolve()}: nothing to ingest (is the school servers' sync "
+            "pointed there?)" for d in districts if not (root / d.id).is_dir()]
 
 
 def skip_claimed(engine, ctx: JobContext, jobs: list[str], district_id: str, other: str) -> list[JobRecord]:

@@ -20,7 +20,7 @@ from analytics.student_types import student_types
 from config import District
 from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, read_frame_via_copy, snapshot
 from jobs import ingest, rollup
-from jobs.job import JobContext, JobResult, checkpoint
+from jobs.job import JobContext, JobResult, checkpoint, plural
 from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         "bands": frame["performance"].value_counts(dropna=False).to_dict(),
         "unlisted_apps": unlisted,
     }
-    result.message = f"{len(frame)} students ({year.label} to {ctx.as_of}); {written} rows written, {removed} removed"
+    result.message = (f"{plural(len(frame), 'student')} ({year.label} to {ctx.as_of}); {plural(written, 'row')} "
+                      f"written, {removed:,} removed")
     result.details["from"] = "usage rollups" if rolled is not None else "usage"
     if rolled is None and not ctx.force:
         with engine.begin() as conn:  # once per district: later nights read the rollups
@@ -166,7 +167,7 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) ->
             batch = stale[start:start + _DELETE_BATCH]
             conn.execute(delete(table).where(table.c.student_id.in_(list(batch))))
         rows = frame.set_index("student_id", drop=False).loc[changed.append(fresh)]
-        bulk_insert(conn, table, rows.assign(updated_at=ctx.now).reset_index(drop=True))
+        bulk_insert(conn, table, rows.assign(updated_at=ctx.clock()).reset_index(drop=True))  # when written
         checkpoint("dailypull.written")
     log.debug("%s: %d rows written, %d removed", table.name, len(rows), len(gone))
     return len(rows), len(gone)

@@ -50,3 +50,8 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("ANALYTICS_PAUSE_AT") == name:
         time.sleep(float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5")))
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """`1 student`, `2 students`, `1,200 rows`: counts in messages people read."""
+    return f"{n:,} {noun if n == 1 else (plural_form or noun + 's')}"

@@ -14,7 +14,7 @@ from analytics.most_used import app_summary, student_windows, top_apps, window_m
 from analytics.school_year import school_year_containing
 from config import District
 from database import existing_columns, read_frame, replace_district_rows, snapshot
-from jobs.job import JobContext, JobResult, checkpoint
+from jobs.job import JobContext, JobResult, checkpoint, plural
 from models import assessments, dataframe_table, district_app_summary, most_used_software, usage
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,13 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     summary = app_summary(minutes).assign(district_id=district.id)
 
     with engine.begin() as conn:
-        written = replace_district_rows(conn, most_used_software, district.id, top, stamp={"computed_at": ctx.now})
-        written += replace_district_rows(conn, district_app_summary, district.id, summary,
-                                         stamp={"computed_at": ctx.now})
+        stamp = {"computed_at": ctx.clock()}  # the moment they are written, not the cycle's start
+        written = replace_district_rows(conn, most_used_software, district.id, top, stamp=stamp)
+        written += replace_district_rows(conn, district_app_summary, district.id, summary, stamp=stamp)
         checkpoint("most_used.written")
     result = JobResult(rows_in=len(daily), rows_out=written)
     counts = top.groupby("window")["student_id"].nunique().to_dict()
-    result.message = (
-        "students ranked: " + ", ".join(f"{w} {n}" for w, n in sorted(counts.items()))
-        + ("" if written else "; unchanged, nothing written")
-    )
+    ranked = ", ".join(f"{window} {plural(n, 'student')}" for window, n in sorted(counts.items()))
+    result.message = (f"students ranked: {ranked}" if ranked else "no student has usage in the school year: none ranked")
+    result.message += f"; {plural(written, 'row')} written" if written else "; unchanged: nothing written"
     return result

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from analytics.school_year import school_year_containing
 from config import District
 from database import existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
-from jobs.job import SKIPPED, JobContext, JobResult, checkpoint
+from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
 from models import (
     app_effects, assessments, dataframe_table, job_runs, model_runs, recommendations, score_averages, usage,
@@ -26,6 +26,8 @@ from models import (
 log = logging.getLogger(__name__)
 
 RANDOM_STATE = 0
+BASELINE = "dummy_mean"  # analytics.recommend.BASELINE (not imported here: scikit-learn loads slowly)
+EFFECTS = "linear_effects"
 
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
@@ -119,7 +121,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
     def record(algorithm: str, verdict: str, score=None, baseline=None) -> str:
         model_id = _model_id(district, ctx.as_of, algorithm, fingerprint)
         runs.append(dict(
-            model_id=model_id, district_id=district.id, trained_at=ctx.now, algorithm=algorithm, students=n,
+            model_id=model_id, district_id=district.id, trained_at=ctx.clock(), algorithm=algorithm, students=n,
             cv_mae=None if score is None else score.cv_mae, baseline_mae=None if baseline is None else baseline.cv_mae,
             cv_r2=None if score is None else score.cv_r2, as_of=ctx.as_of, verdict=verdict,
         ))
@@ -138,11 +140,11 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         explaining = ids[chosen] if chosen else ids[min(candidates, key=lambda m: scores[m].cv_mae)]
         effects = recommend.app_effects(features, district.apps, random_state=RANDOM_STATE)
         effects = effects.assign(model_id=record(
-            "linear_effects", "per-app effects: ridge of score on window hours and prior average, "
+            EFFECTS, "per-app effects: ridge of score on window hours and prior average, "
                               "200 bootstrap resamples", None, scores[recommend.BASELINE]))
     basis = "model" if chosen else "peers"
     for row in runs:
-        row["basis"] = basis
+        row["basis"] = run_basis(row, basis, explaining)
 
     targets = recommend.next_band_targets(features, recommend.peer_medians(features, district.apps), district.apps)
     if chosen:
@@ -158,14 +160,29 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
 
     with engine.begin() as conn:
         insert_missing(conn, model_runs, runs)
-        written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.now})
+        written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()})
         written += replace_district_rows(conn, app_effects, district.id, effects.assign(district_id=district.id),
                                          stamp={})
         checkpoint("recommendations.written")
     best = next((r for r in runs if r["model_id"] == explaining), None)
     result = JobResult(rows_in=n, rows_out=written)
     result.message = (
-        f"{n} type 1 students; basis {basis}; {picks['student_id'].nunique()} students with recommendations"
-        + (f"; {best['algorithm']}: {best['verdict']}" if best else "")
+        f"{plural(n, 'type 1 student')}; basis {basis}; {plural(picks['student_id'].nunique(), 'student')} "
+        "with recommendations" + (f"; {best['algorithm']}: {best['verdict']}" if best else "")
     )
     return result
+
+
+def run_basis(row: dict, basis: str, explaining: str) -> str:
+    """What a `model_runs` row was to the recommendations published with it: `model` (the
+    fit they came from), `peers` (they came from higher-band peers; this row says why: too
+    few students, or the best candidate, which failed the gate), `baseline` (the yardstick a
+    candidate must beat, never a basis), `effects` (the fit behind `app_effects`), or
+    `unused` (a candidate that another one beat, or that failed the gate while another passed)."""
+    if row["algorithm"] == BASELINE:
+        return "baseline"
+    if row["algorithm"] == EFFECTS:
+        return "effects"
+    if row["model_id"] == explaining:
+        return basis
+    return "unused"

@@ -246,7 +246,7 @@ model_runs = Table(
     Column("cv_mae", Float),
     Column("baseline_mae", Float),
     Column("cv_r2", Float),
-    Column("basis", String(8), nullable=False),  # what the district's recommendations used
+    Column("basis", String(8), nullable=False),  # model | peers | baseline | effects | unused: what this fit was to the recommendations (README)
     Column("as_of", Date),
     Column("verdict", Text),  # why this fit did or did not speak
 )

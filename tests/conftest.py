@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 
 import database
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+# No property test fails because the machine is busy: hypothesis' per-example deadline
+# (200 ms by default) is a wall-clock limit, so it is off; pytest-timeout is the hang guard.
+hypothesis.settings.register_profile("no-deadline", deadline=None)
+hypothesis.settings.load_profile("no-deadline")
+
+CLI = Path(__file__).parent / "cli"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test of tests/cli runs the real trigger.py as a subprocess: slow (the fast tier,
+    `pytest -m "not slow"`, leaves them out; integration modules mark themselves)."""
+    for item in items:
+        if CLI in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 def _with_search_path(url: str, schema: str) -> str:

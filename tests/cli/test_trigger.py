@@ -41,7 +41,7 @@ def test_a_cycle_with_the_defaults_exits_0_and_says_what_was_quarantined(workdir
     done = run(["--as-of", "2026-11-22"], workdir)
     assert done.returncode == 0, done.stderr
     assert re.search(r"ingest\s+alpha\s+completed_with_errors", done.stdout)
-    assert "1 rows quarantined" in done.stdout and done.stdout.rstrip().endswith("done.")
+    assert "1 row quarantined" in done.stdout and done.stdout.rstrip().endswith("done.")
     assert "dailypull alpha: succeeded" in done.stderr  # one log line per job and district
     with sqlite3.connect(workdir / "analytics.db") as db:  # the default database: a file here
         assert db.execute("select student_id, app_ixl, app_lexia from dataframe_alpha").fetchall() == [("s1", 30.0, 0.0)]
@@ -114,7 +114,7 @@ def test_demo_on_a_fresh_directory(tmp_path):
     done = run(["--demo", "--as-of", "2026-11-22"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     for text in ("1 assessment", "2 forecast", "3 this year's average", "4 older average", "none",
-                 "excellent", "satisfactory", "needs improvement", "unsatisfactory", "rows quarantined",
+                 "excellent", "satisfactory", "needs improvement", "unsatisfactory", "quarantined",
                  "top apps this school year"):
         assert text in done.stdout
     with sqlite3.connect(tmp_path / "demo" / "analytics.db") as db:

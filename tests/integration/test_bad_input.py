@@ -18,6 +18,8 @@ from jobs import ingest
 from jobs.cycle import run_cycle
 from models import SOURCE_TABLES, assessments, ingested_files, rejected_rows, usage
 
+pytestmark = pytest.mark.slow
+
 GOOD = "student_id,app,date,minutes\ng1,ixl,2026-09-01,10\ng2,ixl,2026-09-01,20\ng3,lexia,2026-09-02,30\n"
 HEADER = "student_id,app,date,minutes\n"
 

@@ -80,7 +80,7 @@ def write(landing: Path, files: dict[str, str], *, mtime: float | None = None) -
 def cycle(engine, landing, settings=None, *, jobs=("ingest", "dailypull"), force=False, now=NOW):
     settings = settings or settings_for()
     return run_cycle(engine, settings, districts=list(settings.districts), jobs=list(jobs),
-                     as_of=AS_OF, landing_dir=landing, force=force, now=now)
+                     as_of=AS_OF, landing_dir=landing, force=force, now=now, clock=lambda: now)
 
 
 def published(engine, apps=("ixl", "lexia")) -> pd.DataFrame:
@@ -240,4 +240,14 @@ def test_a_student_gone_from_every_source_is_removed(engine, landing):
             conn.execute(table.delete().where(table.c.student_id == "s5"))
     result = cycle(engine, landing)
     assert "0 rows written, 1 removed" in result.records[1].result.message
+    assert result.records[1].result.message.startswith("4 students (2026-27 to 2026-11-22)")
     assert "s5" not in published(engine)["student_id"].tolist()
+
+
+def test_published_rows_carry_the_moment_they_were_written_not_the_cycles_start(engine, landing):
+    ticks = iter(datetime(2026, 11, 22, 3, minute, tzinfo=timezone.utc) for minute in range(60))
+    settings = settings_for()
+    run_cycle(engine, settings, districts=list(settings.districts), jobs=["ingest", "dailypull"], as_of=AS_OF,
+              landing_dir=landing, now=NOW, clock=lambda: next(ticks))
+    stamps = pd.to_datetime(published(engine)["updated_at"], utc=True)
+    assert (stamps > pd.Timestamp(NOW)).all() and stamps.nunique() == 1  # one write, after the cycle began

@@ -20,6 +20,8 @@ from jobs.executors import Executor
 from models import app_effects, district_app_summary, job_runs, model_runs, most_used_software, recommendations
 from tests.integration.test_recommendations import AS_OF, JOBS, district_files, settings
 
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip("distributed", reason="Dask is an optional extra: pip install -r requirements-dask.txt")
 
 NOW = datetime(2026, 11, 22, 2, tzinfo=timezone.utc)
@@ -36,7 +38,7 @@ def cluster():
         cluster.worker_spec["heavy"] = {**spec, "options": {**spec["options"], "resources": {"heavy": 1}}}
         cluster.scale(len(cluster.worker_spec))
         with distributed.Client(cluster) as client:
-            client.wait_for_workers(3, timeout=60)
+            client.wait_for_workers(3, timeout=600)  # a hang guard: workers start slowly on a busy machine
             yield cluster
 
 

@@ -36,6 +36,8 @@ def summary(engine):
 def test_most_used_hand_worked(engine, landing):
     result = cycle(engine, landing, jobs=JOBS)
     assert [r.result.status for r in result.records][1:] == ["succeeded", "succeeded"]
+    assert result.records[2].result.message == "students ranked: latest 1 student, year_to_date 2 students; 11 rows written"
+    assert cycle(engine, landing, jobs=JOBS).records[2].result.message.endswith("; unchanged: nothing written")
     ytd = (date(2026, 8, 1), date(2026, 11, 22))
     assert ranked(engine) == [
         ("s1", 1, "year_to_date", 1, "ixl", 45.0, round(45 / 65, 4), *ytd),
@@ -104,3 +106,12 @@ def test_a_failure_while_publishing_keeps_the_previous_rows(engine, landing, mon
     result = cycle(engine, landing, settings_for(most_used_top_n=1), jobs=("most_used",))
     assert result.records[0].result.status == "failed" and calls == ["most_used_software", "district_app_summary"]
     assert ranked(engine) == before  # the top-1 rewrite was rolled back with the summary
+
+
+def test_a_district_without_usage_says_so(engine, tmp_path):
+    from tests.integration.test_cycle import write
+
+    write(tmp_path / "landing", {"alpha/students.csv": "student_id\ns1\n"}, mtime=1_700_000_000)
+    result = cycle(engine, tmp_path / "landing", jobs=JOBS)
+    assert result.records[2].result.message == "no student has usage in the school year: none ranked; " \
+                                               "unchanged: nothing written"

@@ -18,6 +18,8 @@ from models import dataframe_table
 from models.schema import POSTGRES_IDENTIFIER_BYTES, app_column, dataframe_table_name
 from tests.integration.test_recommendations import APPS, district_files
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -17,6 +17,8 @@ from jobs import JOBS, dailypull
 from jobs.cycle import in_shard, run_cycle
 from models import job_runs
 
+pytestmark = pytest.mark.slow
+
 UTC = timezone.utc
 CONFIG = "districts:\n  - id: alpha\n    apps: [ixl]\n  - id: beta\n    apps: [ixl]\n"
 
@@ -192,3 +194,22 @@ def test_an_undeliverable_notification_never_fails_the_cycle(engine, place, monk
                                      "ANALYTICS_NOTIFY_TO": "ops@district.example"})
     assert sent == ["webhook: failed (URLError)", "email: failed (ConnectionRefusedError)"]
     assert "s3cret-pw" not in caplog.text and "mailer:***@127.0.0.1:9" in caplog.text
+
+
+def test_serve_and_a_plain_cycle_take_the_same_as_of_day_for_the_same_moment(engine, place):
+    late = datetime(2026, 11, 22, 23, 59, 30, tzinfo=UTC)  # an hour that is 'tomorrow' east of UTC
+    from datetime import date, timedelta
+    from jobs.cycle import as_of_day
+
+    assert as_of_day(late) == as_of_day(late.astimezone(timezone(timedelta(hours=9)))) == date(2026, 11, 22)
+    served = make(engine, place, Clock(late)).cycle()
+    assert served.as_of == as_of_day(late)
+
+
+def test_serve_with_as_of_computes_every_cycle_as_of_that_day(engine, place):
+    from datetime import date
+
+    served = make(engine, place, Clock(datetime(2026, 12, 1, 2, tzinfo=UTC)), as_of=date(2026, 11, 22)).cycle()
+    assert served.as_of == date(2026, 11, 22)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(job_runs.c.as_of)).scalars()) == {date(2026, 11, 22)}

@@ -31,6 +31,14 @@ def history(engine):
                                                    bytes=b, kind="usage", format=".csv", status="loaded",
                                                    rows_loaded=1, rows_rejected=0, arrived_at=a, started_at=a)
                                               for n, (s, b, a) in enumerate(files)])
+        failed = [  # path, sha256, status, error: fixed.csv failed and then loaded; bad.csv still fails
+            ("alpha/fixed.csv", "f1", "failed", "header has 'student;app'"), ("alpha/fixed.csv", "f2", "loaded", None),
+            ("alpha/bad.csv", "b1", "failed", "truncated gzip"), ("alpha/bad.csv", "b2", "failed", "wrong key"),
+        ]
+        conn.execute(insert(ingested_files), [dict(district_id="alpha", path=p, school="east", sha256=h, bytes=1,
+                                                   kind="usage", format=".csv", status=st, error=e, rows_loaded=0,
+                                                   rows_rejected=0, arrived_at=t(20, 1), started_at=t(20, 2))
+                                              for p, h, st, e in failed])
         conn.execute(insert(usage), [dict(district_id="alpha", student_id="s1", app=a, date=date(2026, 11, d),
                                           minutes=5, file_id=1) for a, d in (("ixl", 17), ("khan", 18), ("khan", 19))])
 
@@ -42,12 +50,15 @@ def test_status_on_a_known_history(engine):
     data = status.collect(engine, settings, today=date(2026, 11, 22))
     c2, c1 = data["cycles"]
     assert (c2["cycle_id"], c2["status"], c2["rows_in"], c2["rows_rejected"], c2["seconds"]) == ("c2", "failed", 50, 5, 120.0)
-    assert c2["errors"] == ["dailypull alpha: OperationalError: gone"]
+    assert c2["failed_jobs"] == ["dailypull alpha: OperationalError: gone"]
     assert (c1["status"], c1["rows_out"], c1["districts"]) == ("succeeded", 108, 1)
     alpha, beta = data["districts"]
     assert alpha["last_successful_dailypull"].startswith("2026-11-20T02:03")  # c2's dailypull failed
     assert (alpha["newest_data_day"], alpha["unlisted_apps"]) == ("2026-11-19", {"khan": 2})
     assert (beta["enabled"], beta["last_successful_dailypull"], beta["newest_data_day"]) == (False, None, None)
+    assert (alpha["state"], beta["state"]) == ("receiving data", "no data yet")
+    assert data["failed_files"] == [{"district_id": "alpha", "path": "alpha/bad.csv", "error": "wrong key",
+                                     "since": "2026-11-20T01:00:00+00:00"}]
     schools = {s["school"]: s for s in data["schools"]}
     north, south = schools["north"], schools["south"]
     assert (north["files_this_month"], north["bytes_this_month"], north["files_last_month"],
@@ -60,3 +71,5 @@ def test_status_on_a_known_history(engine):
     text = status.render(data)
     assert "c2 " in text and "failed" in text and "dailypull alpha: OperationalError: gone" in text
     assert "khan (2 rows)" in text and "STALE (23 days)" in text
+    assert "alpha/bad.csv  wrong key" in text and "fixed.csv" not in text
+    assert "rows rejected" in text and "failed jobs" in text and "no data yet" in text
