@@ -89,7 +89,34 @@ def yaml_load(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
+        raise ConfigError(source, [f"is not valid YAML: {_yaml_problem(exc, text)}"]) from None
+
+
+def _at(line: int, column: int) -> str:
+    return f"line {line + 1}, column {column + 1}"
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line: where (line and column, from 1) and what, e.g. "line 5, column 3: mapping
+    values are not allowed here". PyYAML's own text names the input "<unicode string>" (it
+    was given text, not the file) and spreads over several lines; the caller names the file."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow; position in characters
+        start = text.rfind("\n", 0, exc.position) + 1
+        where = _at(text.count("\n", 0, exc.position), exc.position - start)
+        return f"{where}: unacceptable character #x{exc.character:04x}: {exc.reason}"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            context = exc.context
+            other = exc.context_mark
+            if other is not None and (mark is None or (other.line, other.column) != (mark.line, mark.column)):
+                context += f" at {_at(other.line, other.column)}"
+            problem += f" ({context})"
+        if "'\\t'" in problem:  # PyYAML writes the character as '\t'
+            problem += "; YAML indents with spaces, not tabs"
+        return f"{_at(mark.line, mark.column)}: {problem}" if mark is not None else problem
+    return " ".join(str(exc).replace('in "<unicode string>", ', "").split())
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -22,6 +22,7 @@ from analytics.landing_rows import KINDS, reason_category, validate
 from database import existing_columns
 from jobs import JOBS
 from jobs.cycle import CycleResult, UsageError, run_cycle
+from jobs.job import plural
 from jobs.landing import FileReader, FileUnreadable, discover, fingerprint
 from models import dataframe_table, metadata
 
@@ -115,7 +116,7 @@ def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[st
     unlisted = {a: n for a, n in found.apps.items() if a not in apps}
     if unlisted:
         out.append("  apps in usage but not in --apps (they would get no column): "
-                   + ", ".join(f"{a} ({n:,} rows)" for a, n in sorted(unlisted.items(), key=lambda x: (-x[1], x[0]))))
+                   + ", ".join(f"{a} ({plural(n, 'row')})" for a, n in sorted(unlisted.items(), key=lambda x: (-x[1], x[0]))))
     unused = [a for a in apps if a not in found.apps]
     if unused:
         out.append(f"  apps in --apps with no usage yet: {', '.join(unused)}")

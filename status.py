@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from config import Settings
 from database import read_frame
+from jobs.job import plural
 from report import text_table
 from models import ingested_files, job_runs, usage
 
@@ -40,7 +41,8 @@ def collect(engine, settings: Settings, *, today: date) -> dict:
         files = read_frame(conn, select(ingested_files.c.file_id, ingested_files.c.district_id,
                                         ingested_files.c.path, ingested_files.c.school,
                                         ingested_files.c.bytes, ingested_files.c.arrived_at,
-                                        ingested_files.c.status, ingested_files.c.error))
+                                        ingested_files.c.status, ingested_files.c.error,
+                                        ingested_files.c.started_at))
         newest = dict(conn.execute(select(usage.c.district_id, func.max(usage.c.date)).group_by(usage.c.district_id)).all())
         apps = conn.execute(select(usage.c.district_id, usage.c.app, func.count())
                             .group_by(usage.c.district_id, usage.c.app)).all()
@@ -58,7 +60,9 @@ def failed_files(files: pd.DataFrame) -> list[dict]:
     listed until a version of the same path loads (or is recorded as a duplicate)."""
     if files.empty:
         return []
-    latest = files.sort_values("file_id").drop_duplicates(["district_id", "path"], keep="last")
+    # the latest attempt at each path: a retried failure updates its row (and started_at) in place
+    latest = files.assign(tried=files["started_at"].map(_utc)).sort_values(["tried", "file_id"]) \
+        .drop_duplicates(["district_id", "path"], keep="last")
     failed = latest.loc[latest["status"] == "failed"].sort_values(["district_id", "path"])
     return [{"district_id": r.district_id, "path": r.path, "error": r.error,
              "since": _utc(r.arrived_at).isoformat() if _utc(r.arrived_at) else None}
@@ -167,7 +171,7 @@ def render(data: dict) -> str:
     out.append(text_table([[d["district_id"], "yes" if d["enabled"] else "no", d["state"],
                         _when(d["last_successful_dailypull"]) if d["state"] != NO_DATA else "-",
                         d["newest_data_day"] or "-",
-                        ", ".join(f"{a} ({n:,} rows)" for a, n in d["unlisted_apps"].items()) or "-"]
+                        ", ".join(f"{a} ({plural(n, 'row')})" for a, n in d["unlisted_apps"].items()) or "-"]
                        for d in data["districts"]],
                       ["district", "enabled", "data", "last successful dailypull", "newest data day",
                        "apps in usage it does not list"]))

@@ -111,11 +111,30 @@ def _app(cells: pd.Series):
     return values, _flag(_none(cells.index), bad, values, f"app {{}} does not match {APP_ID.pattern}")
 
 
+# A day written the US way (09/21/2025) or day first (21/09/2025): rejected like any other
+# day that is not YYYY-MM-DD, with a reason saying what it looks like. A day valid both ways
+# (01/09/2026) is called US-style: each row is judged on its own, so that every reader,
+# whatever its chunks, gives the same reasons.
+US_STYLE = "looks US-style MM/DD/YYYY"
+DAY_FIRST = "looks DD/MM/YYYY"
+_SLASHED = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
+_STYLED = re.compile(
+    r"'(\d{1,2}/\d{1,2}/\d{4})' is not a date YYYY-MM-DD \((" + re.escape(US_STYLE) + "|" + re.escape(DAY_FIRST) + r")\)"
+)
+
+
 def _day(cells: pd.Series, name: str):
     values = cells.str.strip()
     parsed = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
-    reason = _flag(_none(cells.index), parsed.isna() | values.str.len().ne(10), values,
-                   f"{name} {{}} is not a date YYYY-MM-DD")
+    wrong = parsed.isna() | values.str.len().ne(10)
+    reason = _flag(_none(cells.index), wrong, values, f"{name} {{}} is not a date YYYY-MM-DD")
+    slashed = wrong & values.str.fullmatch(_SLASHED.pattern).fillna(False).astype(bool)
+    if slashed.any():
+        month_first = pd.to_datetime(values.where(slashed), format="%m/%d/%Y", errors="coerce").notna()
+        day_first = pd.to_datetime(values.where(slashed), format="%d/%m/%Y", errors="coerce").notna()
+        reason = _flag(reason, slashed & day_first & ~month_first, values,
+                       f"{name} {{}} is not a date YYYY-MM-DD ({DAY_FIRST})")
+        reason = _flag(reason, slashed & month_first, values, f"{name} {{}} is not a date YYYY-MM-DD ({US_STYLE})")
     reason = _flag(reason, values.eq(""), values, f"{name} is empty")
     return parsed.astype("datetime64[s]"), reason
 
@@ -151,6 +170,12 @@ def _decoded(values: pd.Series) -> pd.Series:
     """Lone surrogates (undecodable bytes) shown as U+FFFD, as a database can store them."""
     values = values.astype(object).fillna("")
     return values.str.encode("utf-8", "surrogateescape").str.decode("utf-8", "replace")
+
+
+def slashed_day_examples(reasons: pd.Series) -> dict[str, str]:
+    """{US_STYLE or DAY_FIRST: the first day so written} among rejected rows' reasons."""
+    found = reasons.astype("string").str.extract(_STYLED.pattern).dropna()
+    return {style: day for day, style in found.drop_duplicates(subset=1).itertuples(index=False)}
 
 
 def reason_category(reasons: pd.Series) -> pd.Series:

@@ -23,14 +23,14 @@ from psycopg2 import DataError as PsycopgDataError
 from sqlalchemy.exc import DataError
 from sqlalchemy import Column, Integer, MetaData, Table, and_, delete, func, literal, select, update
 
-from analytics.landing_rows import KINDS, reason_category, validate
+from analytics.landing_rows import DAY_FIRST, KINDS, US_STYLE, reason_category, slashed_day_examples, validate
 from analytics.usage_rollup import merge_activity, merge_totals
 from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
 from database import Prepared, bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
 from jobs.decrypt import remove_stale_folders
 from jobs import rollup
-from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint
+from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint, plural
 from jobs.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
 from progress import Progress
@@ -52,6 +52,7 @@ class FileOutcome:
     rows_rejected: int = 0
     reasons: Counter | None = None
     error: str | None = None
+    nothing_loaded: str | None = None  # loaded, but every row was rejected: the note saying why
 
 
 def unconfigured_folders(landing_dir: Path, settings: Settings) -> list[str]:
@@ -74,6 +75,8 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     counts: Counter = Counter()
     reasons: Counter = Counter()
     result = JobResult()
+    failed: list[tuple[str, str]] = []  # (relpath, error) of the files that failed
+    nothing: list[tuple[str, str]] = []  # (relpath, note) of the files that loaded no row of several
     bar = Progress(f"ingest {district.id}", len(files))
     for done, file in enumerate(files, start=1):
         bar.update(done, file.relpath.split("/")[-1])
@@ -84,17 +87,81 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         reasons.update(outcome.reasons or {})
         if outcome.status == FAILED_FILE:
             reasons[f"file failed: {outcome.error}"] += 1
+            failed.append((file.relpath, outcome.error))
             log.warning("%s: %s: failed: %s", district.id, file.relpath, outcome.error)
+        elif outcome.nothing_loaded:
+            nothing.append((file.relpath, outcome.nothing_loaded))
+            log.warning("%s: %s: loaded no row: %s", district.id, file.relpath, outcome.nothing_loaded)
     bar.close()
     result.rows_in = result.rows_out + result.rows_rejected
     if counts[FAILED_FILE] or result.rows_rejected:
         result.status = COMPLETED_WITH_ERRORS
-    result.details = {"files": dict(counts), "top_reasons": reasons.most_common(5)}
+    # A failed file is tried again on every run until it loads (it is never skipped as
+    # unchanged), so this run's failures are the landing folder's files still failing; the
+    # manifest adds those that failed earlier and are no longer there, never loaded.
+    gone = _failed_and_gone(engine, district, {f.relpath for f in files})
+    result.details = {"files": dict(counts), "top_reasons": reasons.most_common(5),
+                      "failed_files": failed + gone, "files_with_nothing_loaded": nothing}
     parts = [f"{counts[s]} {s}" for s in (LOADED, DUPLICATE, FAILED_FILE, "skipped") if counts[s]]
     result.message = f"files: {', '.join(parts) or 'none'}"
+    if failed:
+        result.message += "; failed: " + _names([path for path, _ in failed], district)
+    if nothing:
+        labels = {_nothing_label(note) for _, note in nothing}
+        why = f" ({labels.pop()})" if len(labels) == 1 else ""
+        result.message += (f"; {len(nothing)} file{'s' if len(nothing) > 1 else ''} loaded no row{why}: "
+                           + _names([path for path, _ in nothing], district))
     if reasons:
         result.message += "; top reasons: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(3))
     return result
+
+
+def _failed_and_gone(engine, district: District, present: set[str]) -> list[tuple[str, str]]:
+    """(relpath, error) of each path not in the landing folder now whose latest manifest row
+    is `failed` (no later version loaded), as the status page lists them."""
+    latest = (select(func.max(ingested_files.c.file_id)).where(ingested_files.c.district_id == district.id)
+              .group_by(ingested_files.c.path))
+    with engine.connect() as conn:
+        rows = conn.execute(select(ingested_files.c.path, ingested_files.c.error).where(
+            ingested_files.c.file_id.in_(latest), ingested_files.c.status == FAILED_FILE,
+        ).order_by(ingested_files.c.path)).all()
+    return [(r.path, f"{r.error} (no longer in the landing folder)") for r in rows if r.path not in present]
+
+
+def _names(relpaths: list[str], district: District, most: int = 5) -> str:
+    """Paths under the district's folder, at most `most` of them, for a one-line message."""
+    names = [p.removeprefix(f"{district.id}/") for p in relpaths]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _nothing_label(note: str) -> str:
+    if note.startswith(_US_ONLY):
+        return "every date US-style"
+    if note.startswith(_SLASHED_ONLY):
+        return "every date DD/MM/YYYY or MM/DD/YYYY"
+    return "every row rejected"
+
+
+_US_ONLY = "every date is US-style"
+_SLASHED_ONLY = "every date is DD/MM/YYYY or MM/DD/YYYY"
+
+
+def _rejections_note(loaded: int, rejected: int, reasons: Counter, examples: dict[str, str]) -> str | None:
+    """The note on a file whose rows were rejected for a day written with slashes, or that
+    loaded no row of several: what the nightly summary lists it with."""
+    slashed = {style: sum(n for category, n in reasons.items() if category.endswith(f"({style})"))
+               for style in (US_STYLE, DAY_FIRST)}
+    total = sum(slashed.values())
+    style = (f"DD/MM/YYYY or MM/DD/YYYY (e.g. {examples[DAY_FIRST]})" if slashed[DAY_FIRST]
+             else f"US-style (MM/DD/YYYY, e.g. {examples[US_STYLE]})" if total else "")
+    rows = f"{loaded + rejected} row{'s' if loaded + rejected != 1 else ''}"
+    slashed_part = f"rejected for a date that is {style}: {total} of {rows}; dates must be YYYY-MM-DD"
+    if loaded == 0 and rejected and total == rejected:  # each kind has one day column: a row counts once
+        return f"every date is {style}; dates must be YYYY-MM-DD: 0 of {rows} loaded"
+    if loaded == 0 and rejected:
+        top = "".join(f"; top reason: {r} ({n} of {rows})" for r, n in reasons.most_common(1))
+        return f"no row loaded: every row was rejected{top}" + (f"; {slashed_part}" if total else "")
+    return slashed_part if total else None
 
 
 def _current_file_ids(district: District):
@@ -263,7 +330,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     while True:
         try:
             with conn.begin_nested():
-                loaded, rejected, reasons, notes = _read_and_write(
+                loaded, rejected, reasons, notes, examples = _read_and_write(
                     conn, district, file, sha, size, file_id, start, fast=fast, direct=direct)
             break
         except NeedsExactReader as exc:
@@ -274,6 +341,9 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
             direct = False
     if loaded == 0 and rejected == 0:
         notes.append("header only: no rows")
+    rejections = _rejections_note(loaded, rejected, reasons, examples)
+    if rejections:
+        notes.append(rejections)
     conn.execute(
         update(ingested_files).where(ingested_files.c.file_id == file_id).values(
             status=LOADED, rows_loaded=loaded, rows_rejected=rejected,
@@ -281,7 +351,8 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
         )
     )
     checkpoint("ingest.merged")
-    return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=rejected, reasons=reasons)
+    return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=rejected, reasons=reasons,
+                       nothing_loaded=rejections if loaded == 0 and rejected else None)
 
 
 class _KeysExist(Exception):
@@ -296,7 +367,8 @@ def _direct_ok(conn, file: LandingFile) -> bool:
 
 
 def _read_and_write(conn, district: District, file: LandingFile, sha: str, size: int, file_id: int,
-                    start: tuple[int, int], *, fast: bool, direct: bool) -> tuple[int, int, Counter, list[str]]:
+                    start: tuple[int, int], *, fast: bool, direct: bool
+                    ) -> tuple[int, int, Counter, list[str], dict[str, str]]:
     kind = KINDS[file.kind]
     target = SOURCE_TABLES[file.kind]
     fold = file.kind == "usage" and rollup.start_if_empty(conn, district.id, start)
@@ -308,6 +380,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
         stage.create(conn)
     loaded = rejected = 0
     reasons: Counter = Counter()
+    examples: dict[str, str] = {}  # the first day written US-style or day first, for the file's note
     unlisted: Counter = Counter()
     postgres = is_postgres(conn)
     table = target if direct else stage
@@ -340,6 +413,8 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                         file_id=file_id, district_id=district.id, path=file.relpath
                     ))
                     reasons.update(reason_category(bad["reason"]))
+                    if len(examples) < 2:
+                        examples = slashed_day_examples(bad["reason"]) | examples
         notes = list(reader.notes)
         if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
@@ -355,7 +430,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
             rollup.recompute(conn, district.id, start, sorted(students))
         stage.drop(conn)
-    return loaded, rejected, reasons, notes
+    return loaded, rejected, reasons, notes, examples
 
 
 def _copy_new_rows(conn, target: Table, rows: Prepared) -> int:
@@ -418,7 +493,7 @@ def ahead(items: Iterator, depth: int = 1):
 
 
 def _unlisted_note(counts) -> str:
-    return "usage for apps the district does not list (kept): " + ", ".join(f"{app} ({n} rows)" for app, n in counts)
+    return "usage for apps the district does not list (kept): " + ", ".join(f"{app} ({plural(n, 'row')})" for app, n in counts)
 
 
 def _merge(conn, district: District, kind, stage: Table, target: Table, file_id: int, *,
@@ -438,7 +513,7 @@ def _merge(conn, district: District, kind, stage: Table, target: Table, file_id:
     if kind.name == "usage":
         rows = select(*head, *(func.sum(stage.c[v]).label(v) for v in values), *tail).group_by(*key)
         if staged > distinct:
-            notes.append(f"{staged - distinct} rows repeated a (student, app, date) key: minutes summed")
+            notes.append(f"{plural(staged - distinct, 'row')} repeated a (student, app, date) key: minutes summed")
             daily = select(func.sum(stage.c.minutes).label("minutes")).group_by(*key).subquery()
             over = conn.execute(select(func.count()).select_from(daily).where(daily.c.minutes > 1440)).scalar_one()
             if over:
@@ -453,6 +528,6 @@ def _merge(conn, district: District, kind, stage: Table, target: Table, file_id:
         last = select(func.max(stage.c.line)).group_by(*key)
         rows = select(*head, *(stage.c[v] for v in values), *tail).where(stage.c.line.in_(last))
         if staged > distinct:
-            notes.append(f"{staged - distinct} rows repeated a key: the last one of each was kept")
+            notes.append(f"{plural(staged - distinct, 'row')} repeated a key: the last one of each was kept")
     upsert_from_select(conn, target, [c.name for c in rows.selected_columns], rows)
     return notes

@@ -189,12 +189,35 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def check_csv_header(kind: Kind, header: list[str]) -> tuple[list[str], list[str]]:
+    """check_header for a CSV header row; a header that fails as one field but would hold the
+    kind's columns split on ';', a tab or '|' says that the file looks delimited so (such a file
+    still fails: landing CSV is comma-separated). Both CSV readers use it, so they agree."""
+    try:
+        return check_header(kind, header)
+    except HeaderError:
+        if len(header) == 1:
+            for delimiter, name in _OTHER_DELIMITERS.items():
+                names = [n.strip().strip('"').strip().lower() for n in header[0].split(delimiter)]
+                if len(names) > 1 and set(names) & set(kind.columns):
+                    missing = [c for c in kind.required if c not in names]
+                    raise HeaderError(
+                        f"header has {header[0].strip()!r}: it looks {name}-delimited; the files must be "
+                        "comma-separated CSV (export with ',' as the delimiter)"
+                        + (f"; split on {delimiter!r} it would still lack {', '.join(missing)}" if missing else "")
+                    ) from None
+        raise
+
+
 def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
     reader = csv.reader(text)
     header = next(reader, None)
     if header is None:
         raise FileUnreadable("the file is empty: a header row is required")
-    names, extra = check_header(kind, header)
+    names, extra = check_csv_header(kind, header)
     if extra:
         notes.append(f"extra columns ignored: {', '.join(extra)}")
     width = len(names)
@@ -271,7 +294,7 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
         header_line = first[: first.index(b"\n")].decode("utf-8-sig")
         if '"' in header_line or "\r" in header_line.rstrip("\r"):
             raise NeedsExactReader("quoted header")
-        names, extra = check_header(kind, next(csv.reader([header_line])))
+        names, extra = check_csv_header(kind, next(csv.reader([header_line])))
     except (UnicodeDecodeError, HeaderError, csv.Error) as exc:
         raise NeedsExactReader(str(exc)) from None
     if {"line", "raw"} & set(names):  # names the exact reader's chunks use for themselves

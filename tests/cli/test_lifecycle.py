@@ -67,7 +67,7 @@ def test_check_reports_and_writes_nothing(place):
     for line in ("files that would load: 2 (assessments .csv 1, usage .csv 1)",
                  "rows: 3 would load, 1 would be rejected", "date is not a date YYYY-MM-DD: 1",
                  "days: 2026-09-01 .. 2026-09-10", "students: 2",
-                 "apps in usage but not in --apps (they would get no column): minecraft_edu (1 rows)",
+                 "apps in usage but not in --apps (they would get no column): minecraft_edu (1 row)",
                  "apps in --apps with no usage yet: lexia"):
         assert line in done.stdout
     assert (folder / "districts.yaml").read_bytes() == original

@@ -146,7 +146,7 @@ def test_usage_of_an_app_the_district_does_not_list_is_kept_and_reported(engine,
     landing.put("alpha/usage_other.csv", f"{HEADER}s9,minecraft_edu,2026-09-03,25\n")
     ingest_all(engine, landing)
     assert file_row(engine, "alpha/usage_other.csv").notes == \
-        "usage for apps the district does not list (kept): minecraft_edu (1 rows)"
+        "usage for apps the district does not list (kept): minecraft_edu (1 row)"
     assert_good_rows_loaded(engine, {("s9", "minecraft_edu"): 25.0})
 
 
@@ -227,8 +227,8 @@ def test_duplicate_keys_within_a_file(engine, landing):
                 "student_id,assessment_id,date,score\ns9,u1,2026-09-10,50\ns9,u1,2026-09-11,60\n")
     ingest_all(engine, landing)
     assert file_row(engine, "alpha/usage_twice.csv").notes == \
-        "1 rows repeated a (student, app, date) key: minutes summed"
-    assert file_row(engine, "alpha/assessments.csv").notes == "1 rows repeated a key: the last one of each was kept"
+        "1 row repeated a (student, app, date) key: minutes summed"
+    assert file_row(engine, "alpha/assessments.csv").notes == "1 row repeated a key: the last one of each was kept"
     with engine.connect() as conn:
         assert conn.execute(select(assessments.c.date, assessments.c.score)).all() == [(date(2026, 9, 11), 60.0)]
     assert_good_rows_loaded(engine, {("s9", "ixl"): 12.0})

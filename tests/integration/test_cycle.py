@@ -122,8 +122,8 @@ def test_ingest_keeps_every_good_row_and_quarantines_the_bad_one(engine, landing
                                     rejected_rows.c.raw)).all()
         notes = conn.execute(select(ingested_files.c.notes).where(ingested_files.c.kind == "usage")).scalar_one()
     assert tuple(bad) == ("alpha/school_a/usage.csv", 10, "minutes 'abc' is not a number", "s2,lexia,2026-10-03,abc")
-    assert "1 rows repeated a (student, app, date) key: minutes summed" in notes
-    assert "khan (1 rows)" in notes
+    assert "1 row repeated a (student, app, date) key: minutes summed" in notes
+    assert "khan (1 row)" in notes
 
 
 def test_running_the_cycle_twice_changes_nothing(engine, landing):

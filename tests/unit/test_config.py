@@ -1,5 +1,6 @@
 """districts.yaml validation: each mistake has its own message; all are reported together."""
 import copy
+from datetime import date
 
 import pytest
 
@@ -37,11 +38,6 @@ def test_valid_file_gives_settings_with_defaults_and_overrides():
     assert spring.bands == {"excellent": 90.0, "satisfactory": 70.0, "needs improvement": 60.0, "unsatisfactory": 0.0}
     assert shelby.bands["excellent"] == 88.0 and shelby.name == "shelbyville" and not shelby.enabled
     assert (spring.most_used_top_n, shelby.most_used_top_n, spring.assessment_window_days) == (3, 5, 30)
-
-
-def test_the_repository_example_is_valid():
-    settings = config.load("districts.yaml")
-    assert [d.id for d in settings.districts] == ["springfield", "shelbyville"]
 
 
 def test_unknown_top_level_key():
@@ -154,3 +150,55 @@ def test_missing_file_and_invalid_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("districts: [\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
         config.load(tmp_path / "bad.yaml")
+
+
+BROKEN = "districts:\n  - id: springfield\n    apps: [ixl]\n  - id: shelbyville\n    apps: x: y\n"
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column_on_one_line(tmp_path):
+    path = tmp_path / "districts.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.source == str(path)
+    assert info.value.problems == ["is not valid YAML: line 5, column 12: mapping values are not allowed here"]
+    assert str(info.value) == f"{path}: is not valid YAML: line 5, column 12: mapping values are not allowed here"
+    assert "<unicode string>" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("districts: [\n", "line 2, column 1: expected the node content, but found '<stream end>' "
+                       "(while parsing a flow node)"),
+    ("districts: [a, b\nbands: {}\n", "line 2, column 6: expected ',' or ']', but got ':' "
+                                      "(while parsing a flow sequence at line 1, column 12)"),
+    ("districts:\n\t- id: a\n", "line 2, column 1: found character '\\t' that cannot start any token "
+                                "(while scanning for the next token); YAML indents with spaces, not tabs"),
+    ("districts: []\nschedule: \x07\n", "line 2, column 11: unacceptable character #x0007: "
+                                         "special characters are not allowed"),
+    ("districts: []\nbands: *nope\n", "line 2, column 8: found undefined alias 'nope'"),
+])
+def test_each_kind_of_yaml_error_says_where_in_one_line(text, problem):
+    with pytest.raises(ConfigError) as info:
+        config.yaml_load(text, "districts.yaml")
+    assert info.value.problems == [f"is not valid YAML: {problem}"]
+    assert "<unicode string>" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_key_given_twice_says_where(tmp_path):
+    path = tmp_path / "districts.yaml"
+    path.write_text("districts:\n  - id: a\n    apps: [ixl]\n    enabled: true\n    enabled: false\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(info.value) == f"{path}: is not valid YAML: line 5, column 5: key 'enabled' is given twice in one mapping"
+
+
+def test_onboarding_into_a_broken_file_names_it_and_changes_nothing(tmp_path):
+    import lifecycle
+
+    path = tmp_path / "districts.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(ConfigError) as info:
+        lifecycle.onboard(path, lambda: pytest.fail("no database before the file is valid"), tmp_path, "oakwood",
+                          ["ixl"], None, date(2026, 11, 22))
+    assert str(info.value) == f"{path}: is not valid YAML: line 5, column 12: mapping values are not allowed here"
+    assert path.read_text() == BROKEN

@@ -2,7 +2,9 @@
 import pandas as pd
 import pytest
 
-from analytics.landing_rows import KINDS, HeaderError, check_header, reason_category, validate
+from analytics.landing_rows import (
+    DAY_FIRST, KINDS, US_STYLE, HeaderError, check_header, reason_category, slashed_day_examples, validate,
+)
 
 
 def cells(kind, rows):
@@ -42,7 +44,11 @@ def test_good_usage_rows_are_typed_and_trimmed():
         (["s1", "ixl", "2026-09-01", "ten", "1"], "minutes 'ten' is not a number"),
         (["s1", "ixl", "2026-09-01", "", "1"], "minutes is empty"),
         (["s1", "ixl", "2026-02-30", "5", "1"], "date '2026-02-30' is not a date YYYY-MM-DD"),
-        (["s1", "ixl", "01/09/2026", "5", "1"], "date '01/09/2026' is not a date YYYY-MM-DD"),
+        (["s1", "ixl", "01/09/2026", "5", "1"], "date '01/09/2026' is not a date YYYY-MM-DD (looks US-style MM/DD/YYYY)"),
+        (["s1", "ixl", "09/21/2025", "5", "1"], "date '09/21/2025' is not a date YYYY-MM-DD (looks US-style MM/DD/YYYY)"),
+        (["s1", "ixl", "21/09/2025", "5", "1"], "date '21/09/2025' is not a date YYYY-MM-DD (looks DD/MM/YYYY)"),
+        (["s1", "ixl", "13/31/2025", "5", "1"], "date '13/31/2025' is not a date YYYY-MM-DD"),
+        (["s1", "ixl", "09/21/25", "5", "1"], "date '09/21/25' is not a date YYYY-MM-DD"),
         (["", "ixl", "2026-09-01", "5", "1"], "student_id is empty"),
         (["x" * 65, "ixl", "2026-09-01", "5", "1"], "student_id is longer than 64 characters"),
         (["s1", "IXL", "2026-09-01", "5", "1"], "app 'IXL' does not match ^[a-z][a-z0-9_]{0,40}$"),
@@ -112,3 +118,21 @@ def test_header_with_a_repeated_column():
 def test_reason_categories_drop_the_values():
     found = reason_category(pd.Series(["minutes '-1' is outside 0..1440; date '2026-02-30' is not a date YYYY-MM-DD"]))
     assert found.tolist() == ["minutes is outside 0..1440", "date is not a date YYYY-MM-DD"]
+
+
+def test_a_us_style_day_in_any_day_column_says_so_and_keeps_its_own_category():
+    found = reasons("score_averages", [["s1", "2025-26", " 06/15/2026 ", "70"], ["s2", "2025-26", "2026-06-15", "70"]])
+    assert found == {2: "as_of '06/15/2026' is not a date YYYY-MM-DD (looks US-style MM/DD/YYYY)"}
+    mixed = pd.Series(["date '09/21/2025' is not a date YYYY-MM-DD (looks US-style MM/DD/YYYY); minutes 'x' is not a number",
+                       "date '21/09/2025' is not a date YYYY-MM-DD (looks DD/MM/YYYY)"])
+    assert reason_category(mixed).tolist() == ["date is not a date YYYY-MM-DD (looks US-style MM/DD/YYYY)",
+                                               "minutes is not a number", "date is not a date YYYY-MM-DD (looks DD/MM/YYYY)"]
+
+
+def test_the_first_day_of_each_slashed_style_is_found_for_the_files_note():
+    _, bad = validate(KINDS["usage"], cells("usage", [["s'1", "ixl", "09/21/2025", "5", "1"],
+                                                      ["s2", "ixl", "10/22/2025", "x", "1"],
+                                                      ["s3", "ixl", "2025-13-01", "5", "1"],
+                                                      ["s4", "ixl", "22/10/2025", "5", "1"]]))
+    assert slashed_day_examples(bad["reason"]) == {US_STYLE: "09/21/2025", DAY_FIRST: "22/10/2025"}
+    assert slashed_day_examples(bad["reason"].iloc[2:3]) == {}
