@@ -75,7 +75,14 @@ def test_two_instances_never_run_a_district_job_at_the_same_time(place):
     assert history.loc[history["status"] == "skipped", "message"].str.contains("claimed by|up to date").all()
 
 
-def test_a_killed_holder_loses_its_claim_after_the_lease(place):
+def test_a_killed_holder_here_loses_its_claim_at_once_and_one_elsewhere_after_its_lease(place):
+    """SIGKILL leaves the claim row behind. Its holder was a process of this host that no
+    longer exists, so the next run takes the district at once; a claim held from another
+    host is waited out until its lease ends."""
+    from datetime import datetime, timedelta, timezone
+
+    from models import job_claims
+
     _, url = place
     engine = sa.create_engine(url)
 
@@ -86,27 +93,33 @@ def test_a_killed_holder_loses_its_claim_after_the_lease(place):
         except sa.exc.DBAPIError:  # the process has not created its tables yet
             return []
 
-    holder = start(place, "--district", "alpha", ANALYTICS_LEASE_SECONDS="8")
-    assert wait_for(lambda: len(claims()) == 1)
+    holder = start(place, "--district", "alpha", "--jobs", "ingest,dailypull",
+                   ANALYTICS_PAUSE_AT="ingest.staged", ANALYTICS_PAUSE_SECONDS="600")  # held mid-job till killed
+    assert wait_for(lambda: len(claims()) == 1, 120)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    killed_at = time.monotonic()
     [(district, who)] = claims()  # the dead holder's claim is still there
     assert district == "alpha" and who.endswith(f":{holder.pid}")
 
-    blocked = start(place, "--district", "alpha", ANALYTICS_LEASE_SECONDS="8")
-    out, _ = blocked.communicate(timeout=120)
-    if time.monotonic() - killed_at < 8:  # still within the lease
-        assert "skipped" in out and blocked.returncode == 0
-
-    time.sleep(max(0.0, 9 - (time.monotonic() - killed_at)))
-    after = start(place, "--district", "alpha", ANALYTICS_LEASE_SECONDS="8")
+    after = start(place, "--district", "alpha", "--jobs", "ingest,dailypull")
     out, err = after.communicate(timeout=300)
     assert after.returncode == 0, err[-2000:]
-    assert "claimed by" not in out
-    history = runs(url)
-    last = history.loc[history["cycle_id"] == history.sort_values("started_at")["cycle_id"].iloc[-1]]
-    assert (last["status"] != "skipped").all() and claims() == []
+    assert "claimed by" not in out and "skipped" not in out
+    assert claims() == []
+
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:  # a claim as an instance on another machine leaves it
+        conn.execute(job_claims.insert().values(district_id="alpha", holder="elsewhere.example:4242",
+                                                claimed_at=now, expires_at=now + timedelta(hours=1)))
+    blocked = start(place, "--district", "alpha", "--jobs", "ingest,dailypull")
+    out, _ = blocked.communicate(timeout=300)
+    assert blocked.returncode == 0 and "skipped" in out and "claimed by elsewhere.example:4242" in out
+    with engine.begin() as conn:  # its lease runs out
+        conn.execute(job_claims.update().values(expires_at=now - timedelta(seconds=1)))
+    free = start(place, "--district", "alpha", "--jobs", "ingest,dailypull")
+    out, err = free.communicate(timeout=300)
+    assert free.returncode == 0, err[-2000:]
+    assert "claimed by" not in out and claims() == []
     engine.dispose()
 
 
