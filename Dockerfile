@@ -28,9 +28,15 @@ ARG WITH_DASK=""
 COPY requirements.txt requirements-dask.txt ./
 RUN pip install --no-cache-dir -r requirements.txt ${WITH_DASK:+-r requirements-dask.txt}
 COPY analytics/ analytics/
+COPY config/ config/
 COPY jobs/ jobs/
+COPY lifecycle/ lifecycle/
 COPY models/ models/
-COPY config.py database.py demo.py lifecycle.py notify.py progress.py report.py service.py status.py trigger.py ./
+COPY readers/ readers/
+COPY runner/ runner/
+COPY service/ service/
+COPY storage/ storage/
+COPY trigger.py ./
 # Installed as a package too, so `dask worker` and `dask scheduler` import it from any folder.
 COPY pyproject.toml ./
 RUN pip install --no-cache-dir --no-deps . && rm -rf build district_analytics.egg-info

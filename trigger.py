@@ -18,14 +18,12 @@ from pathlib import Path
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 import config
-import database
-import lifecycle
-import notify
-import report
-import service
-import status
-from jobs import executors
-from jobs.cycle import Stopping, UsageError, as_of_day, run_cycle, select_districts, select_jobs
+from lifecycle import onboarding
+from runner import executors
+from runner.cycle import as_of_day, run_cycle, select_districts, select_jobs
+from runner.jobrun import Stopping, UsageError
+from service import notify, report, serve, status
+from storage import database
 
 log = logging.getLogger("trigger")
 
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     as_of = args.as_of or as_of_day(datetime.now(timezone.utc))
     if args.demo:
-        import demo
+        from lifecycle import demo
 
         return demo.main(Path("demo"), as_of=as_of)
 
@@ -173,10 +171,10 @@ def _service(args, settings_path: Path, landing_dir: Path, url: str, executor) -
         print(f"error: {exc}", file=sys.stderr)
         return 1 if args.health else exc.code
     if args.health:
-        healthy, why = service.health(engine, heartbeat)
+        healthy, why = serve.health(engine, heartbeat)
         print(why)
         return 0 if healthy else 1
-    return service.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
+    return serve.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
                            after_cycle=_report_and_notify, executor=executor,
                            as_of=args.as_of).serve()
 
@@ -231,13 +229,13 @@ def _status(settings, url: str, as_of: date, *, as_json: bool) -> int:
 
 
 def _onboard(args, settings_path: Path, landing_dir: Path, url: str, as_of: date) -> int:
-    lifecycle.check_new_district(args.onboard, args.apps or [])
+    onboarding.check_new_district(args.onboard, args.apps or [])
     if args.check:
-        found = lifecycle.scan(landing_dir, args.onboard)
-        print(lifecycle.check_report(found, landing_dir, args.onboard, args.apps))
+        found = onboarding.scan(landing_dir, args.onboard)
+        print(onboarding.check_report(found, landing_dir, args.onboard, args.apps))
         return 0
     try:
-        cycle, summary = lifecycle.onboard(settings_path, lambda: _engine(url), landing_dir, args.onboard,
+        cycle, summary = onboarding.onboard(settings_path, lambda: _engine(url), landing_dir, args.onboard,
                                            args.apps, args.name, as_of)
     except DatabaseUnusable as exc:
         print(f"error: {exc} (the district was added to {settings_path}; run the cycle once it is reachable)",
@@ -250,7 +248,7 @@ def _onboard(args, settings_path: Path, landing_dir: Path, url: str, as_of: date
 
 
 def _offboard(args, settings_path: Path, url: str) -> int:
-    settings = lifecycle.offboard(settings_path, args.offboard)
+    settings = onboarding.offboard(settings_path, args.offboard)
     print(f"{args.offboard}: disabled in {settings_path} (enabled: false); nightly jobs skip it")
     if not args.drop:
         print("its tables and rows stay; --offboard ID --drop deletes them")
@@ -263,7 +261,7 @@ def _offboard(args, settings_path: Path, url: str) -> int:
             print("not confirmed: nothing was deleted", file=sys.stderr)
             return 2
     try:
-        deleted = lifecycle.drop_district(_engine(url), settings.district(args.offboard))
+        deleted = onboarding.drop_district(_engine(url), settings.district(args.offboard))
     except DatabaseUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

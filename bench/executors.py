@@ -36,12 +36,12 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")  # as in the pool's processes and Dask's workers, for a fair baseline
 
 import config  # noqa: E402
-import database  # noqa: E402
-import demo  # noqa: E402
+from storage import database  # noqa: E402
+from lifecycle import demo  # noqa: E402
 from analytics.school_year import school_year_containing  # noqa: E402
 from jobs import JOBS  # noqa: E402
-from jobs.cycle import run_cycle  # noqa: E402
-from jobs.executors import Executor  # noqa: E402
+from runner.cycle import run_cycle  # noqa: E402
+from runner.executors import Executor  # noqa: E402
 
 AS_OF = date(2026, 11, 22)
 NOW = datetime(2026, 11, 22, 2, tzinfo=timezone.utc)

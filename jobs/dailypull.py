@@ -18,7 +18,9 @@ from analytics.dailypull import student_frame
 from analytics.school_year import school_year_containing
 from analytics.student_types import student_types
 from config import District
-from database import AddColumn, DropColumn, bulk_insert, existing_columns, read_frame, read_frame_via_copy, snapshot
+from storage.ddl import AddColumn, DropColumn, existing_columns
+from storage.database import snapshot
+from storage.frames import bulk_insert, read_frame, read_frame_via_copy
 from jobs import ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint, plural
 from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage

@@ -21,19 +21,20 @@ from pathlib import Path
 import pandas as pd
 from psycopg2 import DataError as PsycopgDataError
 from sqlalchemy.exc import DataError
-from sqlalchemy import Column, Integer, MetaData, Table, and_, delete, func, literal, select, update
+from sqlalchemy import Column, Integer, MetaData, Table, delete, func, literal, select, update
 
 from analytics.landing_rows import DAY_FIRST, KINDS, US_STYLE, reason_category, slashed_day_examples, validate
 from analytics.usage_rollup import merge_activity, merge_totals
 from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
-from database import Prepared, bulk_insert, is_postgres, lock_key, upsert_from_select, upsert_rows
-from jobs.decrypt import remove_stale_folders
+from storage.database import is_postgres, lock_key
+from storage.frames import Prepared, bulk_insert, upsert_from_select, upsert_rows
+from readers.decrypt import remove_stale_folders
 from jobs import rollup
-from jobs.job import COMPLETED_WITH_ERRORS, SUCCEEDED, JobContext, JobResult, checkpoint, plural
-from jobs.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
+from jobs.job import COMPLETED_WITH_ERRORS, JobContext, JobResult, checkpoint, plural
+from readers.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from models import SOURCE_TABLES, ingested_files, rejected_rows
-from progress import Progress
+from jobs.progress import Progress
 
 log = logging.getLogger(__name__)
 

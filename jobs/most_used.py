@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from analytics.most_used import app_summary, student_windows, top_apps, window_minutes
 from analytics.school_year import school_year_containing
 from config import District
-from database import existing_columns, read_frame, replace_district_rows, snapshot
+from storage.ddl import existing_columns
+from storage.database import snapshot
+from storage.frames import read_frame, replace_district_rows
 from jobs.job import JobContext, JobResult, checkpoint, plural
 from models import assessments, dataframe_table, district_app_summary, most_used_software, usage
 

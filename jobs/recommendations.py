@@ -16,7 +16,9 @@ from sqlalchemy import func, select
 
 from analytics.school_year import school_year_containing
 from config import District
-from database import existing_columns, insert_missing, read_frame, replace_district_rows, snapshot
+from storage.ddl import existing_columns
+from storage.database import snapshot
+from storage.frames import insert_missing, read_frame, replace_district_rows
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
 from models import (
@@ -31,7 +33,7 @@ EFFECTS = "linear_effects"
 
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
-    """Heavy: the cycle runs it holding the fleet-wide lock (jobs.cycle.HEAVY)."""
+    """Heavy: the cycle runs it holding the fleet-wide lock (runner.jobrun.HEAVY)."""
     missing = _prerequisites_missing(engine, district, ctx.as_of)
     if missing:
         return JobResult(status=SKIPPED, message=f"not run: needs {' and '.join(missing)} to have succeeded "

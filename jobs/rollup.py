@@ -16,7 +16,8 @@ from sqlalchemy import Column, MetaData, Table, delete, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from analytics.usage_rollup import activity_summary, last_active_day, merge_activity, rollup
-from database import bulk_insert, is_postgres, read_frame, read_frame_via_copy
+from storage.database import is_postgres
+from storage.frames import bulk_insert, read_frame, read_frame_via_copy
 from models import usage, usage_activity, usage_rollup_state, usage_totals
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,7 @@ import hypothesis
 import pytest
 import sqlalchemy as sa
 
-import database
-
+from storage import database
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 # No property test fails because the machine is busy: hypothesis' per-example deadline

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 import config
 from jobs import ingest
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 from models import SOURCE_TABLES, assessments, ingested_files, rejected_rows, usage
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 import config
-from database import read_frame
+from storage.frames import read_frame
 from jobs import dailypull
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 from models import dataframe_table, ingested_files, rejected_rows, usage
 
 AS_OF = date(2026, 11, 22)

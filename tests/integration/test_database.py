@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from database import bulk_insert, read_frame
+from storage.frames import bulk_insert, read_frame
 from models import job_runs, rejected_rows, usage
 
 
@@ -63,7 +63,7 @@ def test_instances_creating_the_schema_at_once_take_turns(db_url):
     import subprocess
     import sys
 
-    code = "import database, sys; database.connect(sys.argv[1]).dispose()"
+    code = "import sys; from storage import database; database.connect(sys.argv[1]).dispose()"
     processes = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True)
                  for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in processes]
@@ -71,7 +71,7 @@ def test_instances_creating_the_schema_at_once_take_turns(db_url):
 
 
 def test_reading_through_copy_gives_the_values_of_a_plain_read(engine):
-    from database import read_frame_via_copy
+    from storage.frames import read_frame_via_copy
 
     frame = pd.DataFrame({
         "district_id": ["d", "d", "d"], "student_id": ["007", 'q"uote,', "line\nbreak"], "app": ["ixl"] * 3,
@@ -91,7 +91,7 @@ def test_reading_through_copy_gives_the_values_of_a_plain_read(engine):
 
 
 def test_a_claim_left_to_expire_keeps_its_row_and_a_released_one_does_not(engine):
-    from database import LeftToExpire, claim
+    from runner.leases import LeftToExpire, claim
     from models import job_claims
 
     def holders():

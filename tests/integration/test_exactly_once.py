@@ -1,16 +1,13 @@
 """Which version of a key wins, whatever the order files arrive in, reloads and reverts."""
 import os
-import subprocess
-import sys
 import threading
 from datetime import date
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 import config
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 from models import ingested_files, usage
 
 HEADER = "student_id,app,date,minutes\n"

@@ -4,7 +4,6 @@ survived, a task that keeps killing its workers recorded as failed for its distr
 from __future__ import annotations
 
 import os
-import signal
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -12,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-import database
-from database import read_frame
-from jobs import executors
-from jobs.cycle import run_cycle
-from jobs.executors import Executor
+from storage import database
+from storage.frames import read_frame
+from runner import executors
+from runner.cycle import run_cycle
+from runner.executors import Executor
 from models import app_effects, district_app_summary, job_runs, model_runs, most_used_software, recommendations
 from tests.integration.test_recommendations import AS_OF, JOBS, district_files, settings
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytics.landing_rows import KINDS, validate
-from jobs.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, classify
+from readers.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, classify
 
 HEADER = b"student_id,app,date,minutes\n"
 
@@ -100,7 +100,7 @@ def test_files_the_fast_reader_cannot_read_exactly_are_handed_over(tmp_path, nam
 
 
 def test_a_large_file_is_read_in_several_chunks_with_line_numbers_running_on(tmp_path, monkeypatch):
-    import jobs.landing as landing
+    import readers.landing as landing
 
     monkeypatch.setattr(landing, "_ARROW_BLOCK", 1 << 12)
     rows = [f"s{i},ixl,2026-09-01,{i % 1500}" for i in range(2_000)]  # some minutes out of range

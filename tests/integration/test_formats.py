@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 import config
-from database import read_frame
-from jobs.cycle import run_cycle
+from storage.frames import read_frame
+from runner.cycle import run_cycle
 from models import assessments, ingested_files, usage
 
 ROWS = [("s1", "ixl", "2026-09-01", 30.0, 1), ("s1", "lexia", "2026-09-02", 12.5, 2), ("s2", "ixl", "2026-09-01", 0.0, None)]
@@ -84,7 +84,7 @@ def test_decryption_leaves_no_plaintext_behind(engine, tmp_path, service_keyring
 
 
 def test_stale_decryption_folders_of_dead_processes_are_removed(tmp_path):
-    from jobs.decrypt import remove_stale_folders
+    from readers.decrypt import remove_stale_folders
 
     dead = tmp_path / "analytics-decrypt-999999999-abc"
     dead.mkdir()
@@ -99,7 +99,7 @@ def test_a_full_disk_while_decrypting_fails_the_file_cleanly(engine, tmp_path, s
     import os
     import tempfile as real_tempfile
 
-    from jobs import decrypt
+    from readers import decrypt
 
     folder = tmp_path / "landing" / "alpha"
     folder.mkdir(parents=True)

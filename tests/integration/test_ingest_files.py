@@ -2,12 +2,11 @@
 import gzip
 from datetime import date
 
-import pytest
 from sqlalchemy import func, select
 
 import config
 from jobs import ingest
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 from models import ingested_files, usage
 
 USAGE = "student_id,app,date,minutes\n" + "".join(f"s{i},ixl,2026-09-01,{i % 50}\n" for i in range(300))

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 import config
-import database
-from jobs.cycle import run_cycle
+from storage import database
+from runner.cycle import run_cycle
 from models import rejected_rows, usage
 
 cell = st.one_of(

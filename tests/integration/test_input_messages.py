@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 import config
-from jobs.cycle import run_cycle
-from jobs.landing import FileReader, FileUnreadable, NeedsExactReader
+from runner.cycle import run_cycle
+from readers.landing import FileReader, FileUnreadable, NeedsExactReader
 from models import ingested_files, rejected_rows, usage
 from tests.integration.test_fast_reader import landing_file
 
@@ -245,7 +245,7 @@ def test_a_file_that_loaded_then_failed_then_came_back_is_listed_only_while_it_f
 
 
 def test_the_footer_lists_failed_files_and_files_that_loaded_no_row(engine, landing):
-    import report
+    from service import report
 
     put(landing, "alpha/school_a/usage_semi.csv", SEMICOLON)
     relpath = us_file(landing, ".csv")

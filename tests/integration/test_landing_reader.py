@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import decrypt
-from jobs.landing import FileReader, LandingFile, classify, fingerprint
+from readers import decrypt
+from readers.landing import FileReader, LandingFile, classify, fingerprint
 
 ROWS = 3_500
 

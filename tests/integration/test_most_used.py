@@ -8,10 +8,9 @@ test_cycle (as of 2026-11-22, windows of 30 days, top 3):
 from datetime import date, datetime, timezone
 
 import pandas as pd
-import pytest
 from sqlalchemy import select
 
-from database import read_frame
+from storage.frames import read_frame
 from jobs import most_used
 from models import district_app_summary, most_used_software
 from tests.integration.test_cycle import NOW, cycle, landing  # noqa: F401  (fixture)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import config
-import report
-import status
-from jobs.cycle import run_cycle
+from service import report
+from service import status
+from runner.cycle import run_cycle
 from tests.integration.test_cycle import FILES, write
 
 AS_OF = date(2026, 11, 22)

@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import select
 
 import config
-from database import exclusive, read_frame
-from jobs.cycle import run_cycle
+from runner.leases import exclusive
+from storage.frames import read_frame
+from runner.cycle import run_cycle
 from models import app_effects, model_runs, recommendations
 
 pytestmark = pytest.mark.slow
@@ -167,7 +168,7 @@ def test_too_few_students_always_use_peers_and_say_why(engine, tmp_path):
 
 
 def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted, monkeypatch):
-    from jobs import cycle as cycle_module
+    from runner import cycle as cycle_module
 
     monkeypatch.setattr(cycle_module, "HEAVY_WAIT_SECONDS", 0.0)
     landing, _ = planted

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import config
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 from models import dataframe_table
 from models.schema import POSTGRES_IDENTIFIER_BYTES, app_column, dataframe_table_name
 from tests.integration.test_recommendations import APPS, district_files
@@ -27,8 +27,7 @@ def test_the_dashboard_role_reads_every_output_table_and_can_neither_write_nor_c
     schema = unquote(pg_url.split("search_path%3D")[1])
     role = f"dash_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(pg_url)
-    import database
-
+    from storage import database
     database.connect(pg_url).dispose()  # the service's tables exist before the script runs
     url = engine.url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
     done = subprocess.run(["psql", url, "-q", "-v", f"dashboard={role}", "-v", "password=dash-pw",
@@ -87,12 +86,12 @@ def test_no_sql_text_is_built_by_formatting_identifiers():
             if SQL_FORMATTING.search(line) and "sql.SQL(" not in line:
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offenders, offenders
-    compiled = (REPO / "database.py").read_text()
+    compiled = (REPO / "storage" / "ddl.py").read_text()
     assert "compiler.preparer.format_table" in compiled and "compiler.preparer.quote" in compiled
 
 
 def test_the_copy_statement_quotes_identifiers_with_psycopg2_sql():
-    tree = ast.parse((REPO / "database.py").read_text())
+    tree = ast.parse((REPO / "storage" / "frames.py").read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "copy_expert"]
     assert calls, "the COPY path is where it was"
-    assert "sql.Identifier" in (REPO / "database.py").read_text()
+    assert "sql.Identifier" in (REPO / "storage" / "frames.py").read_text()

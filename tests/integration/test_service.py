@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 import config
-import notify
-import service
+from service import notify
+from service import serve as service
 from jobs import JOBS, dailypull
-from jobs.cycle import in_shard, run_cycle
+from runner.cycle import in_shard, run_cycle
 from models import job_runs
 
 pytestmark = pytest.mark.slow
@@ -199,7 +199,7 @@ def test_an_undeliverable_notification_never_fails_the_cycle(engine, place, monk
 def test_serve_and_a_plain_cycle_take_the_same_as_of_day_for_the_same_moment(engine, place):
     late = datetime(2026, 11, 22, 23, 59, 30, tzinfo=UTC)  # an hour that is 'tomorrow' east of UTC
     from datetime import date, timedelta
-    from jobs.cycle import as_of_day
+    from runner.cycle import as_of_day
 
     assert as_of_day(late) == as_of_day(late.astimezone(timezone(timedelta(hours=9)))) == date(2026, 11, 22)
     served = make(engine, place, Clock(late)).cycle()

@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 from sqlalchemy import insert
 
 import config
-import status
+from service import status
 from models import ingested_files, job_runs, usage
 
 UTC = timezone.utc

@@ -12,9 +12,12 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-import database
-from jobs import cycle as cycle_module
-from jobs.cycle import Stopping, run_cycle
+from storage import database
+
+from runner import leases
+from runner import cycle as cycle_module
+from runner.cycle import run_cycle
+from runner.jobrun import Stopping
 from jobs.job import JobResult
 from models import job_claims, job_runs
 from tests.integration.test_cycle import settings_for
@@ -69,7 +72,7 @@ def _insert_claim(engine, holder: str) -> None:
 
 def test_a_claim_held_by_a_dead_process_of_this_host_is_free_at_once(engine):
     _insert_claim(engine, f"{socket.gethostname()}:{_dead_pid()}")
-    with database.claim(engine, "alpha", database.holder_name(), 600) as other:
+    with leases.claim(engine, "alpha", leases.holder_name(), 600) as other:
         assert other is None
 
 
@@ -79,5 +82,5 @@ def test_a_claim_held_by_a_dead_process_of_this_host_is_free_at_once(engine):
 ])
 def test_a_claim_held_by_a_live_or_remote_process_is_left_to_it(engine, holder):
     _insert_claim(engine, holder)
-    with database.claim(engine, "alpha", database.holder_name(), 600) as other:
+    with leases.claim(engine, "alpha", leases.holder_name(), 600) as other:
         assert other == holder

@@ -5,7 +5,7 @@ from datetime import date
 from sqlalchemy import delete, select, update
 
 import config
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 from models import dataframe_table, usage_rollup_state
 
 HEADER = "student_id,app,date,minutes\n"

@@ -1,5 +1,5 @@
 """Invariants for any input (hypothesis): bands, type codes, and row validation."""
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd

@@ -4,7 +4,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 
 from analytics import recommend

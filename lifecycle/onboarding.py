@@ -16,14 +16,15 @@ import pandas as pd
 from sqlalchemy import delete, func, select
 
 import config
-import report
+from service import report
 from analytics.identifiers import check_app_id, check_district_id
 from analytics.landing_rows import KINDS, reason_category, validate
-from database import existing_columns
+from storage.ddl import existing_columns
 from jobs import JOBS
-from jobs.cycle import CycleResult, UsageError, run_cycle
+from runner.cycle import CycleResult, run_cycle
+from runner.jobrun import UsageError
 from jobs.job import plural
-from jobs.landing import FileReader, FileUnreadable, discover, fingerprint
+from readers.landing import FileReader, FileUnreadable, discover, fingerprint
 from models import dataframe_table, metadata
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Where a cycle's jobs run: here, one after another (the default); in a pool of local
 processes (`--workers N`); or on a Dask cluster (`--executor dask --scheduler URL`).
 
-Every job, wherever it runs, goes through the cycle's own runner (`jobs.cycle.run_job`):
+Every job, wherever it runs, goes through the cycle's own runner (`runner.jobrun.run_job`):
 the same fleet-wide lock for heavy jobs, the same `job_runs` records, the same atomic
 publishing. The process that runs the cycle (the coordinator) claims each district while
 its jobs are in flight and renews the claim itself, so a worker that dies never leaves a
@@ -39,10 +39,21 @@ from logging.handlers import QueueHandler, QueueListener
 
 from sqlalchemy import or_, select, update
 
-import database
+from storage import database
+
+from runner import leases
 from config import District
-from jobs.cycle import (HEAVY, LEASE_SECONDS, JobRecord, Stopping, UsageError, record_run, run_job,
-                        skip_claimed, skip_job)
+from runner.jobrun import (
+    HEAVY,
+    LEASE_SECONDS,
+    JobRecord,
+    Stopping,
+    UsageError,
+    record_run,
+    run_job,
+    skip_claimed,
+    skip_job,
+)
 from jobs.job import FAILED, RUNNING, JobContext, JobResult
 from models import job_runs
 
@@ -223,7 +234,7 @@ class _Chain:
 class _Coordinator:
     def __init__(self, engine, ctx: JobContext, url: str, heartbeat: Callable[[], None]):
         self.engine, self.ctx, self.url, self.heartbeat = engine, ctx, url, heartbeat
-        self.holder = database.holder_name()
+        self.holder = leases.holder_name()
         self.claims = ExitStack()  # every claim still held, released however the run ends
 
     def __enter__(self):
@@ -235,7 +246,7 @@ class _Coordinator:
     def start(self, district: District, jobs: list[str]) -> _Chain | list[JobRecord]:
         """Claim the district: its chain, or its skipped records when another instance has it."""
         stack = ExitStack()
-        other = stack.enter_context(database.claim(self.engine, district.id, self.holder, LEASE_SECONDS))
+        other = stack.enter_context(leases.claim(self.engine, district.id, self.holder, LEASE_SECONDS))
         if other is not None:
             stack.close()
             return skip_claimed(self.engine, self.ctx, jobs, district.id, other)
@@ -479,7 +490,7 @@ class _Dask(_Coordinator):
             # A task already running on a worker cannot be stopped from here: its district's
             # claim is not released but left to expire, so no instance runs it meanwhile.
             for chain in chains.values():
-                chain.claim.__exit__(database.LeftToExpire, database.LeftToExpire(), None)
+                chain.claim.__exit__(leases.LeftToExpire, leases.LeftToExpire(), None)
             raise
         return [r for d in districts for r in done[d.id]]
 

@@ -22,7 +22,7 @@ import urllib.request
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from jobs.cycle import CycleResult
+from runner.cycle import CycleResult
 from jobs.job import COMPLETED_WITH_ERRORS, FAILED
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from analytics.landing_rows import KINDS, HeaderError, Kind, check_header
-from jobs.decrypt import DecryptionError, decrypted
+from readers.decrypt import DecryptionError, decrypted
 
 log = logging.getLogger(__name__)
 

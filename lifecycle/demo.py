@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 import config
-import database
-import report
+from storage import database
+from service import report
 from analytics.school_year import label_for, school_year_containing
 from jobs import JOBS
-from jobs.cycle import run_cycle
+from runner.cycle import run_cycle
 
 log = logging.getLogger(__name__)
 

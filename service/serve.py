@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 
 import config
 from jobs import JOBS
-from jobs.cycle import CycleResult, Stopping, as_of_day, run_cycle, select_districts
+from runner.cycle import CycleResult, as_of_day, run_cycle, select_districts
+from runner.jobrun import Stopping
 from models import job_runs
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Service:
         self.clock = clock
         self.heartbeat = heartbeat
         self.after_cycle = after_cycle
-        self.executor = executor  # jobs.executors.Executor; None: here, one district after another
+        self.executor = executor  # runner.executors.Executor; None: here, one district after another
         self.as_of = as_of  # --as-of: every cycle computes as of this day (replays, tests); else the clock's UTC day
         self.busy = False
         self.stopping = False

@@ -6,15 +6,15 @@ district does not list. `collect` returns plain data (for --json); `render` the 
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
 import pandas as pd
 from sqlalchemy import func, select
 
 from config import Settings
-from database import read_frame
+from storage.frames import read_frame
 from jobs.job import plural
-from report import text_table
+from service.report import text_table
 from models import ingested_files, job_runs, usage
 
 SEVERITY = ["succeeded", "skipped", "running", "completed_with_errors", "failed"]  # worst last

@@ -6,8 +6,9 @@ from sqlalchemy import func, select
 
 from analytics.bands import BAND_ORDER
 from config import District
-from database import existing_columns, read_frame
-from jobs.cycle import CycleResult
+from storage.ddl import existing_columns
+from storage.frames import read_frame
+from runner.cycle import CycleResult
 from jobs.job import plural
 from models import app_effects, dataframe_table, district_app_summary, ingested_files, model_runs, recommendations
 
