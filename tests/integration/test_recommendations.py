@@ -168,9 +168,9 @@ def test_too_few_students_always_use_peers_and_say_why(engine, tmp_path):
 
 
 def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted, monkeypatch):
-    from runner import cycle as cycle_module
+    from runner import jobrun
 
-    monkeypatch.setattr(cycle_module, "HEAVY_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(jobrun, "HEAVY_WAIT_SECONDS", 0.0)
     landing, _ = planted
     with exclusive(engine, "recommendations") as taken:
         assert taken
