@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 import config
+from config.secrets import RedactingFormatter, redact
 from lifecycle import onboarding
 from runner import executors
 from runner.cycle import as_of_day, run_cycle, select_districts, select_jobs
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # no secret in a log line, whatever quotes it
+        handler.setFormatter(RedactingFormatter(handler.formatter or logging.Formatter()))
     as_of = args.as_of or as_of_day(datetime.now(timezone.utc))
     if args.demo:
         from lifecycle import demo
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    print(report.cycle_summary(cycle))
+    print(redact(report.cycle_summary(cycle)))
     notify.notify(cycle)
     return 1 if cycle.failed else 0
 
@@ -180,7 +183,7 @@ def _service(args, settings_path: Path, landing_dir: Path, url: str, executor) -
 
 
 def _report_and_notify(cycle) -> None:
-    print(report.cycle_summary(cycle), flush=True)
+    print(redact(report.cycle_summary(cycle)), flush=True)
     notify.notify(cycle)
 
 

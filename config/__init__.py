@@ -1,6 +1,8 @@
 """districts.yaml: its settings as frozen dataclasses, validated all at once, and the edits
 onboarding makes to it. Imports only `analytics/` (the id patterns and band names).
 
+`config.secrets` says which environment values are secrets and masks them.
+
 The code is in `config/districts.py`; its public names are here, so `import config;
 config.load(path)` reads the file wherever it is called from.
 """

@@ -84,12 +84,18 @@ def load(path: str | Path) -> Settings:
     return parse(yaml_load(text, source), source=source)
 
 
+MAX_FILE_CHARS = 1 << 20  # districts.yaml of a thousand districts is ~100 KB
+
+
 def yaml_load(text: str, source: str) -> Any:
-    """Parse YAML text like yaml.safe_load, refusing a key given twice in one mapping."""
+    """Parse YAML text like yaml.safe_load, refusing a key given twice in one mapping, and
+    anchors and aliases (`&a`, `*a`: a few lines of them expand to gigabytes, an alias bomb)."""
+    if len(text) > MAX_FILE_CHARS:
+        raise ConfigError(source, [f"is {len(text):,} characters long; at most {MAX_FILE_CHARS:,} are read"])
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"is not valid YAML: {_yaml_problem(exc, text)}"]) from None
+        raise ConfigError(source, [f"is not valid YAML: {_yaml_problem(exc, text)}"[:500]]) from None
 
 
 def _at(line: int, column: int) -> str:
@@ -122,6 +128,14 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.safe_load, except that a key given twice in one mapping is an error, not a
     silent overwrite (two `enabled:` lines are a typo to report)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None) is not None:
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in districts.yaml: write "
+                            "each value out", event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()

@@ -20,19 +20,22 @@ from pathlib import Path
 
 import pandas as pd
 from psycopg2 import DataError as PsycopgDataError
-from sqlalchemy.exc import DataError
+from psycopg2 import Error as PsycopgError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy import Column, Integer, MetaData, Table, delete, func, literal, select, update
 
 from analytics.landing_rows import DAY_FIRST, KINDS, US_STYLE, reason_category, slashed_day_examples, validate
 from analytics.usage_rollup import merge_activity, merge_totals
 from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
+from config.secrets import MASK, redact, secret_values
 from storage.database import is_postgres, lock_key
 from storage.frames import Prepared, bulk_insert, upsert_from_select, upsert_rows
 from readers.decrypt import remove_stale_folders
 from jobs import rollup
 from jobs.job import COMPLETED_WITH_ERRORS, JobContext, JobResult, checkpoint, plural
 from readers.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
+from readers.limits import Limits, bounded_raw
 from models import SOURCE_TABLES, ingested_files, rejected_rows
 from jobs.progress import Progress
 
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 LOADED, DUPLICATE, FAILED_FILE = "loaded", "duplicate", "failed"
 UNREADABLE = "unreadable"  # the sha256 recorded for a file that could not even be opened
+REFUSED = "refused"  # ... and for one that discovery would not open (README, Reliability)
 
 
 class FileChanged(Exception):
@@ -209,6 +213,8 @@ def lock_district(conn, district: District) -> None:
 
 def _record(conn, district: District, file: LandingFile, sha: str, started: datetime, **values) -> None:
     """Write (insert or update) the manifest row of a file that did not load."""
+    if values.get("error"):
+        values = {**values, "error": redact(values["error"]).replace("\x00", "\ufffd")[:2000]}
     row = {
         "district_id": district.id, "path": file.relpath, "school": file.school, "sha256": sha,
         "bytes": file.bytes, "kind": file.kind, "format": file.ending, "arrived_at": file.modified_at,
@@ -253,6 +259,10 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
         return FileOutcome("skipped")
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    if file.refused:  # never opened: a link out of the folder, a FIFO, a mount point
+        with engine.begin() as conn:
+            _record(conn, district, file, REFUSED, started, status=FAILED_FILE, error=file.refused)
+        return FileOutcome(FAILED_FILE, error=file.refused)
     try:
         sha, size = fingerprint(file.path)
     except OSError as exc:
@@ -282,6 +292,11 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
         error = str(exc)
     except (DataError, PsycopgDataError) as exc:  # a value the checks let through but the database refuses
         error = f"the database refused a value in this file: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+        log.exception("%s: %s: %s", district.id, file.relpath, error)
+    except (SQLAlchemyError, PsycopgError):  # the database itself: the district's ingest fails
+        raise
+    except Exception as exc:  # anything else inside one file's load (MemoryError, RecursionError, a bug): that file's failure
+        error = f"could not be loaded: {type(exc).__name__}: {str(exc)[:500]}"
         log.exception("%s: %s: %s", district.id, file.relpath, error)
     else:
         log.info(
@@ -348,7 +363,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     conn.execute(
         update(ingested_files).where(ingested_files.c.file_id == file_id).values(
             status=LOADED, rows_loaded=loaded, rows_rejected=rejected,
-            notes="; ".join(notes) or None, finished_at=datetime.now(timezone.utc),
+            notes=redact("; ".join(notes))[:4000] or None, finished_at=datetime.now(timezone.utc),
         )
     )
     checkpoint("ingest.merged")
@@ -411,7 +426,8 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                 loaded += _copy_new_rows(conn, table, rows) if direct else bulk_insert(conn, table, rows)
                 if len(bad):
                     rejected += bulk_insert(conn, rejected_rows, bad.assign(
-                        file_id=file_id, district_id=district.id, path=file.relpath
+                        file_id=file_id, district_id=district.id, path=file.relpath, raw=storable_raw(bad["raw"]),
+                        reason=storable_raw(bad["reason"])
                     ))
                     reasons.update(reason_category(bad["reason"]))
                     if len(examples) < 2:
@@ -491,6 +507,20 @@ def ahead(items: Iterator, depth: int = 1):
             except queue.Empty:
                 pass
         thread.join()
+
+
+def storable_raw(raw: pd.Series) -> pd.Series:
+    """Rejected rows' text (and reasons, which quote cells) as stored: NUL shown as U+FFFD,
+    cut to ANALYTICS_MAX_RAW_CHARS characters (marked when cut), every secret value of the
+    environment masked."""
+    limit = Limits.from_environment().raw_chars
+    text = raw.astype("string").str.replace("\x00", "\ufffd", regex=False)  # a reason may quote a NUL cell
+    long = text.str.len() > limit
+    if long.any():  # few rows: cut each as bounded_raw does
+        text = text.where(~long, text.loc[long].map(lambda value: bounded_raw(value, limit)).astype("string"))
+    for value in secret_values():
+        text = text.str.replace(value, MASK, regex=False)
+    return text
 
 
 def _unlisted_note(counts) -> str:

@@ -71,6 +71,11 @@ def _upsert(conn, table: Table, frame: pd.DataFrame, district_id: str, set_) -> 
     incoming.drop(conn)
 
 
+def _no_bitmaps() -> pd.DataFrame:
+    return pd.DataFrame({"year_start": pd.Series([], dtype="datetime64[s]"), "student_id": pd.Series([], dtype="string"),
+                         "days": pd.Series([], dtype=object)})
+
+
 def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) -> None:
     """Fold rows whose keys were not in `usage` before (their totals and active days)."""
     if len(totals):
@@ -78,8 +83,16 @@ def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) ->
                 lambda table, excluded: {"minutes": table.c.minutes + excluded.minutes})
     if len(activity):
         years = sorted(pd.to_datetime(activity["year_start"]).dt.date.unique())
-        old = read_frame(conn, select(usage_activity.c.year_start, usage_activity.c.student_id, usage_activity.c.days)
-                         .where(usage_activity.c.district_id == district_id, usage_activity.c.year_start.in_(years)))
+        students = sorted(activity["student_id"].dropna().unique())
+        # Only these students' bitmaps, in batches: reading the district's every bitmap for
+        # each batch of a file made a night quadratic in the district's size.
+        parts = [read_frame(conn, select(usage_activity.c.year_start, usage_activity.c.student_id,
+                                         usage_activity.c.days)
+                            .where(usage_activity.c.district_id == district_id, usage_activity.c.year_start.in_(years),
+                                   usage_activity.c.student_id.in_(students[first:first + _READ_BATCH])))
+                 for first in range(0, len(students), _READ_BATCH)]
+        parts = [part for part in parts if len(part)]
+        old = pd.concat(parts, ignore_index=True) if parts else _no_bitmaps()
         old = old.assign(year_start=pd.to_datetime(old["year_start"]).astype("datetime64[s]"),
                          student_id=old["student_id"].astype("string"),
                          days=old["days"].map(bytes))

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from analytics.landing_rows import KINDS, HeaderError, Kind, check_header
 from readers.decrypt import DecryptionError, decrypted
+from readers.limits import Limits, LimitExceeded, bounded_raw, json_depth
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class LandingFile:
     encrypted: bool  # a further ".gpg" ending
     bytes: int
     modified_at: datetime
+    refused: str | None = None  # why discovery will not read it (a link out of the folder, a FIFO...)
 
     @property
     def ending(self) -> str | None:
@@ -70,6 +73,8 @@ class LandingFile:
 
     @property
     def problem(self) -> str | None:
+        if self.refused:
+            return self.refused
         if self.kind is None:
             return f"file name must start with one of {', '.join(KINDS)}"
         if self.format is None:
@@ -91,45 +96,105 @@ def classify(name: str) -> tuple[str | None, str | None, bool]:
 def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
     """Every regular file under LANDING_DIR/<district_id>/, oldest first (then by path).
 
-    Hidden files and folders (a sync tool's partial downloads) are left alone.
+    Hidden files and folders (a sync tool's partial downloads) are left alone. Discovery
+    never leaves the district's folder: a symbolic link is read only when it resolves to a
+    regular file inside that same folder; a link out of it (to /etc, to the process's
+    environment, to another district's folder), a link to a folder, a mount point, a FIFO,
+    socket or device is listed with `refused` set, and is never opened.
     """
     root = Path(landing_dir) / district_id
     if not root.is_dir():
         return []
+    inside = root.resolve()
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, dirnames, filenames in os.walk(root):  # followlinks=False: linked folders are not entered
+        here = Path(dirpath)
+        entered = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            folder = here / name
+            if folder.is_symlink():
+                found.append(_refused(root, district_id, folder, "a symbolic link to a folder: not followed "
+                                                                 "(sync the folder itself into the district's folder)"))
+            elif os.path.ismount(folder):
+                found.append(_refused(root, district_id, folder, "a mount point: not entered"))
+            else:
+                entered.append(name)
+        dirnames[:] = entered
         for name in filenames:
             if name.startswith("."):
                 continue
-            path = Path(dirpath) / name
+            path = here / name
             try:
-                stat = path.stat()
+                status = path.lstat()
             except FileNotFoundError:  # removed while we looked
                 continue
-            if not path.is_file():
+            read_from = path
+            if stat.S_ISLNK(status.st_mode):
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    found.append(_refused(root, district_id, path, "a symbolic link whose target does not exist"))
+                    continue
+                if not target.is_relative_to(inside):
+                    found.append(_refused(root, district_id, path, "a symbolic link to a file outside the "
+                                                                   "district's folder: not followed"))
+                    continue
+                status, read_from = target.stat(), target
+            if not stat.S_ISREG(status.st_mode):
+                found.append(_refused(root, district_id, path, "not a regular file (a FIFO, socket or device): "
+                                                               "not read"))
                 continue
             parts = path.relative_to(root).parts
             kind, fmt, encrypted = classify(name)
             found.append(LandingFile(
-                path=path,
+                path=read_from,
                 relpath="/".join((district_id, *parts)),
                 district_id=district_id,
                 school=parts[0] if len(parts) > 1 else None,
                 kind=kind,
                 format=fmt,
                 encrypted=encrypted,
-                bytes=stat.st_size,
-                modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                bytes=status.st_size,
+                modified_at=datetime.fromtimestamp(status.st_mtime, tz=timezone.utc),
             ))
     return sorted(found, key=lambda f: (f.modified_at, f.relpath))
+
+
+def _refused(root: Path, district_id: str, path: Path, why: str) -> LandingFile:
+    """An entry discovery lists but never opens: its own (lstat) size and time, no kind."""
+    parts = path.relative_to(root).parts
+    try:
+        status = path.lstat()
+        size, mtime = status.st_size, status.st_mtime
+    except OSError:
+        size, mtime = 0, 0.0
+    log.warning("%s: %s: %s", district_id, "/".join(parts), why)
+    return LandingFile(path=path, relpath="/".join((district_id, *parts)), district_id=district_id,
+                       school=parts[0] if len(parts) > 1 else None, kind=None, format=None, encrypted=False,
+                       bytes=size, modified_at=datetime.fromtimestamp(mtime, tz=timezone.utc), refused=why)
+
+
+def open_regular(path: Path):
+    """The file for reading, refusing to follow a symbolic link put in its place since
+    discovery (O_NOFOLLOW) and anything but a regular file."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        os.set_blocking(descriptor, True)
+        return open(descriptor, "rb", buffering=0, closefd=True)
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def fingerprint(path: Path) -> tuple[str, int]:
     """(sha256 hex digest, size in bytes) of the file as it is now."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while block := handle.read(_HASH_BLOCK):
             digest.update(block)
             size += len(block)
@@ -160,12 +225,61 @@ class Chunk:
     malformed: pd.DataFrame  # line, reason, raw: rows whose field count is wrong
 
 
-def _text_stream(binary: io.RawIOBase, fmt: str) -> io.TextIOBase:
+class _Expansion(io.RawIOBase):
+    """A decompressed stream that refuses to grow past the limits: a small `.gz` that would
+    expand to gigabytes (a bomb) fails once it passes them, having held one block."""
+
+    def __init__(self, raw, compressed: int, limits: Limits):
+        self._raw = raw
+        self.out = 0
+        by_ratio = max(Limits.RATIO_FLOOR, limits.compression_ratio * max(compressed, 1))
+        if limits.decompressed_bytes <= by_ratio:
+            self.cap, self.why = limits.decompressed_bytes, "ANALYTICS_MAX_DECOMPRESSED_BYTES"
+        else:
+            self.cap, self.why = by_ratio, (f"{limits.compression_ratio} times its {compressed:,} bytes: "
+                                            "ANALYTICS_MAX_COMPRESSION_RATIO")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._raw.readinto(buffer) or 0
+        self.out += count
+        if self.out > self.cap:
+            raise LimitExceeded(f"the compressed file expands to more than {self.cap:,} bytes ({self.why}); "
+                                "not read further")
+        return count
+
+
+def _decompressed(stream, fmt: str, compressed: int, limits: Limits):
+    if fmt != ".csv.gz":
+        return stream
+    return io.BufferedReader(_Expansion(gzip.GzipFile(fileobj=stream, mode="rb"), compressed, limits), _HASH_BLOCK)
+
+
+def _text_stream(binary: io.RawIOBase, fmt: str, compressed: int, limits: Limits) -> io.TextIOBase:
     """Decoded text of a CSV or JSON-lines file; undecodable bytes become lone surrogates."""
-    stream = io.BufferedReader(binary, _HASH_BLOCK)
-    if fmt == ".csv.gz":
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")
+    stream = _decompressed(io.BufferedReader(binary, _HASH_BLOCK), fmt, compressed, limits)
     return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _bounded_lines(text: io.TextIOBase, limit: int) -> Iterator[str]:
+    """The text's lines, each read with a bound: a line longer than `limit` characters (a
+    2 GB line, a file without line ends) fails the file having held `limit` of it."""
+    number = 0
+    while True:
+        line = text.readline(limit + 2)
+        if not line:
+            return
+        number += 1
+        if len(line.rstrip("\r\n")) > limit:
+            raise LimitExceeded(f"line {number:,} is longer than {limit:,} characters (ANALYTICS_MAX_LINE_BYTES)")
+        yield line
+
+
+def _check_width(count: int, limits: Limits, what: str = "the header has") -> None:
+    if count > limits.columns:
+        raise LimitExceeded(f"{what} {count:,} columns; at most {limits.columns:,} are read (ANALYTICS_MAX_COLUMNS)")
 
 
 def _chunk(names: list[str], columns: list, lines: list[int], raws: list[str], bad: list[tuple]) -> Chunk:
@@ -175,10 +289,12 @@ def _chunk(names: list[str], columns: list, lines: list[int], raws: list[str], b
     malformed = pd.DataFrame(
         {"line": pd.Series([b[0] for b in bad], dtype="Int64"),
          "reason": pd.Series([b[1] for b in bad], dtype=object),
-         "raw": pd.Series([_storable(b[2]) for b in bad], dtype=object)}
+         "raw": pd.Series([_storable(bounded_raw(b[2], _RAW_CHARS)) for b in bad], dtype=object)}
     )
     return Chunk(cells=cells, malformed=malformed)
 
+
+_RAW_CHARS = 1 << 16  # a malformed row's text is cut here already (ingest cuts it to ANALYTICS_MAX_RAW_CHARS)
 
 _NO_MALFORMED = pd.DataFrame({"line": pd.Series([], dtype="Int64"), "reason": pd.Series([], dtype=object),
                               "raw": pd.Series([], dtype=object)})
@@ -212,11 +328,13 @@ def check_csv_header(kind: Kind, header: list[str]) -> tuple[list[str], list[str
         raise
 
 
-def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
-    reader = csv.reader(text)
+def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str],
+                limits: Limits = Limits()) -> Iterator[Chunk]:
+    reader = csv.reader(_bounded_lines(text, limits.line_bytes))
     header = next(reader, None)
     if header is None:
         raise FileUnreadable("the file is empty: a header row is required")
+    _check_width(len(header), limits)
     names, extra = check_csv_header(kind, header)
     if extra:
         notes.append(f"extra columns ignored: {', '.join(extra)}")
@@ -225,6 +343,7 @@ def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[st
         rows: list[list[str]] = []
         lines: list[int] = []
         bad: list[tuple[int, str, str]] = []
+        held = 0  # characters in this chunk: a chunk ends at chunk_rows rows or chunk_bytes of text
         for row in reader:
             if not row:  # a blank line
                 continue
@@ -233,7 +352,8 @@ def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[st
             else:
                 rows.append(row)
                 lines.append(reader.line_num)
-            if len(rows) + len(bad) >= chunk_rows:
+            held += sum(map(len, row))
+            if len(rows) + len(bad) >= chunk_rows or held >= limits.chunk_bytes:
                 break
         if not rows and not bad:
             return
@@ -271,7 +391,8 @@ class _Counting(io.RawIOBase):
 _ARROW_BLOCK = 8 << 20  # bytes of CSV per Arrow batch (about 300k usage rows)
 
 
-def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[str]) -> Iterator[Chunk]:
+def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[str], compressed: int = 0,
+                      limits: Limits = Limits()) -> Iterator[Chunk]:
     """CSV read by Arrow's multi-threaded parser: the common, well-formed file, fast.
 
     It reads exactly what `_csv_chunks` reads, or raises NeedsExactReader: every row must
@@ -279,9 +400,7 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
     have one line per row (no blank lines, no line ends inside quotes), which is checked
     at the end by counting line ends, so that a row's line number is its position.
     """
-    stream = io.BufferedReader(binary, _HASH_BLOCK)
-    if fmt == ".csv.gz":
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")
+    stream = _decompressed(io.BufferedReader(binary, _HASH_BLOCK), fmt, compressed, limits)
     counted = _Counting(stream)
     buffered = io.BufferedReader(counted, _HASH_BLOCK)
     try:
@@ -294,7 +413,9 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
         header_line = first[: first.index(b"\n")].decode("utf-8-sig")
         if '"' in header_line or "\r" in header_line.rstrip("\r"):
             raise NeedsExactReader("quoted header")
-        names, extra = check_csv_header(kind, next(csv.reader([header_line])))
+        header = next(csv.reader([header_line]))
+        _check_width(len(header), limits)
+        names, extra = check_csv_header(kind, header)
     except (UnicodeDecodeError, HeaderError, csv.Error) as exc:
         raise NeedsExactReader(str(exc)) from None
     if {"line", "raw"} & set(names):  # names the exact reader's chunks use for themselves
@@ -321,6 +442,8 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
             break
         except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
             raise NeedsExactReader(str(exc)) from None
+        if counted.nul:  # hand over now, not after reading the rest: one bad byte costs no more than its block
+            raise NeedsExactReader("NUL bytes")
         longest = max((pc.max(pc.utf8_length(column)).as_py() or 0) for column in batch.columns)
         if longest > csv.field_size_limit():  # the exact reader refuses such a file
             raise NeedsExactReader(f"a cell of {longest} characters")
@@ -347,33 +470,43 @@ def _json_text(value) -> str:
     return repr(value)
 
 
-def _jsonl_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
+def _jsonl_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str],
+                  limits: Limits = Limits()) -> Iterator[Chunk]:
     """One JSON object a line; field names are matched like CSV headers."""
     checked = False
     extra: set[str] = set()
     number = 0
+    lines_of_text = _bounded_lines(text, limits.line_bytes)
     while True:
         objects: list[dict] = []
         lines: list[int] = []
         raws: list[str] = []
         bad: list[tuple[int, str, str]] = []
-        for line in text:
+        held = 0
+        for line in lines_of_text:
             number += 1
             raw = line.rstrip("\r\n")
             if not raw.strip():
                 continue
+            if json_depth(raw, limits.json_depth) > limits.json_depth:
+                raise LimitExceeded(f"line {number:,} nests arrays or objects more than {limits.json_depth} deep "
+                                    "(ANALYTICS_MAX_JSON_DEPTH)")
             try:
                 value = json.loads(raw)
             except ValueError as exc:
                 bad.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})", raw))
                 continue
+            except RecursionError:
+                raise LimitExceeded(f"line {number:,} nests too deep to parse (ANALYTICS_MAX_JSON_DEPTH)") from None
             if not isinstance(value, dict):
                 bad.append((number, f"expected a JSON object, got {type(value).__name__}", raw))
                 continue
+            _check_width(len(value), limits, f"line {number:,} is an object of")
+            held += len(raw)
             objects.append({str(k).strip().lower(): v for k, v in value.items()})
             lines.append(number)
             raws.append(raw)
-            if len(objects) + len(bad) >= chunk_rows:
+            if len(objects) + len(bad) >= chunk_rows or held >= limits.chunk_bytes:
                 break
         if not objects and not bad:
             if number == 0:
@@ -400,12 +533,14 @@ def _arrow_text(array: pa.Array) -> list:
     return ["" if v is None else v for v in array.to_pylist()]
 
 
-def _parquet_chunks(path: Path, kind: Kind, chunk_rows: int, notes: list[str]) -> Iterator[Chunk]:
+def _parquet_chunks(path: Path, kind: Kind, chunk_rows: int, notes: list[str],
+                    limits: Limits = Limits()) -> Iterator[Chunk]:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise FileUnreadable(f"not a readable Parquet file ({exc})") from None
     original = parquet.schema_arrow.names
+    _check_width(len(original), limits, "the file has")
     names, extra = check_header(kind, original)
     if extra:
         notes.append(f"extra columns ignored: {', '.join(extra)}")
@@ -435,8 +570,10 @@ class FileReader:
     chunks, and the caller reads the file again without `fast`.
     """
 
-    def __init__(self, file: LandingFile, size: int, chunk_rows: int = CHUNK_ROWS, *, fast: bool = False):
+    def __init__(self, file: LandingFile, size: int, chunk_rows: int = CHUNK_ROWS, *, fast: bool = False,
+                 limits: Limits | None = None):
         self.file = file
+        self.limits = limits or Limits.from_environment()
         self.fast = fast and file.format in (".csv", ".csv.gz")
         self.size = size
         self.kind = KINDS[file.kind]
@@ -458,16 +595,22 @@ class FileReader:
                 path = self._stack.enter_context(decrypted(path))
                 limit = path.stat().st_size
             if self.file.format == ".parquet":
-                chunks = _parquet_chunks(path, self.kind, self.chunk_rows, self.notes)
+                chunks = _parquet_chunks(path, self.kind, self.chunk_rows, self.notes, self.limits)
             else:
-                handle = self._stack.enter_context(open(path, "rb", buffering=0))
+                handle = self._stack.enter_context(open_regular(path) if not self.file.encrypted
+                                                   else open(path, "rb", buffering=0))
                 if self.fast:
-                    chunks = _arrow_csv_chunks(BoundedReader(handle, limit), self.file.format, self.kind, self.notes)
+                    chunks = _arrow_csv_chunks(BoundedReader(handle, limit), self.file.format, self.kind, self.notes,
+                                               limit, self.limits)
                 else:
-                    text = _text_stream(BoundedReader(handle, limit), self.file.format)
+                    text = _text_stream(BoundedReader(handle, limit), self.file.format, limit, self.limits)
                     read = _jsonl_chunks if self.file.format == ".jsonl" else _csv_chunks
-                    chunks = read(text, self.kind, self.chunk_rows, self.notes)
+                    chunks = read(text, self.kind, self.chunk_rows, self.notes, self.limits)
+            rows = 0
             for chunk in chunks:
+                rows += len(chunk.cells) + len(chunk.malformed)
+                if rows > self.limits.rows:
+                    raise LimitExceeded(f"the file has more than {self.limits.rows:,} rows (ANALYTICS_MAX_ROWS)")
                 self.columns |= set(chunk.cells.columns) & set(self.kind.columns)
                 yield chunk
         except DecryptionError as exc:
@@ -476,7 +619,7 @@ class FileReader:
             raise FileUnreadable(f"the compressed file is truncated or corrupt ({exc})") from None
         except csv.Error as exc:
             raise FileUnreadable(f"not valid CSV: {exc}") from None
-        except HeaderError as exc:
+        except (HeaderError, LimitExceeded) as exc:
             raise FileUnreadable(str(exc)) from None
 
     def unchanged(self, sha: str) -> bool:

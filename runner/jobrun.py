@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import update
 
 from config import District
+from config.secrets import redact
 from jobs import JOBS
 from jobs.job import FAILED, RUNNING, SKIPPED, JobContext, JobResult
 from models import job_runs
@@ -111,7 +112,7 @@ def record_run(engine, ctx: JobContext, job: str, district_id: str, result: JobR
             started: datetime, run_id: int | None = None, finished: bool = True) -> int | None:
     values = dict(
         status=result.status, rows_in=result.rows_in, rows_out=result.rows_out,
-        rows_rejected=result.rows_rejected, message=result.message or None,
+        rows_rejected=result.rows_rejected, message=redact(result.message) if result.message else None,
         finished_at=ctx.clock() if finished else None,
     )
     try:

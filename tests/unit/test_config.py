@@ -175,7 +175,7 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column_on_one_line(tmp_path
                                 "(while scanning for the next token); YAML indents with spaces, not tabs"),
     ("districts: []\nschedule: \x07\n", "line 2, column 11: unacceptable character #x0007: "
                                          "special characters are not allowed"),
-    ("districts: []\nbands: *nope\n", "line 2, column 8: found undefined alias 'nope'"),
+    ("districts: []\nbands: *nope\n", "line 2, column 8: anchors and aliases (&name, *name) are not allowed in districts.yaml: write each value out"),
 ])
 def test_each_kind_of_yaml_error_says_where_in_one_line(text, problem):
     with pytest.raises(ConfigError) as info:
