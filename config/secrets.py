@@ -51,7 +51,8 @@ class RedactingFormatter:
         self.inner = inner
 
     def format(self, record) -> str:
-        return redact(self.inner.format(record))
+        render = self.inner.format  # the wrapped formatter's own method
+        return redact(render(record))
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
