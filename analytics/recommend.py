@@ -1,161 +1,211 @@
-"""Recommendations: which software a student with assessments should use more.
+"""Recommendations: which software a student with assessments should use more, and how sure
+we are. Pure computations on frames; jobs/recommendations.py reads and writes.
 
-Method (the README explains it for analysts):
-  1. Features per type 1 student, from usage up to the as-of day: minutes per app in the
-     student's assessment window and over the school year, the trend of weekly minutes
-     (least-squares slope over the last `trend_weeks` weeks), active days, and the prior
-     score average when one exists. Target: the type 1 score.
-  2. Candidates: a ridge regression and a gradient-boosted tree model, each a scikit-learn
-     Pipeline, scored by K-fold cross-validation (grouped by school when schools are known)
-     against a DummyRegressor that predicts the mean.
-  3. Gate: a model speaks only if its cross-validated MAE is at least GATE_MARGIN below the
-     baseline's and it beats the baseline in at least GATE_FOLD_SHARE of the folds.
-  4. With a model: raise each app's window minutes to the median of the next band's
-     students who use it (never lower than now), predict, and keep the three largest
-     positive gains. Without: the apps where the student is furthest below that median.
-  5. Per-app effects: a linear model of the score on each app's window hours and the prior
-     average, with a bootstrap interval. Associations, not causal effects.
+Design (the README's "Recommendations" explains it for analysts):
+  1. One row per type 1 student, cut at the assessment it explains: the target is the
+     student's latest assessment score this year; the prior score is the assessment before
+     it this year, else the latest earlier-year average. Every usage feature counts only days
+     before the target assessment: minutes per app in the `window_days` before it ("window"),
+     minutes per app earlier in the year ("earlier"), active days, and the weekly trend.
+  2. Gate on what usage adds: the baseline is a ridge model of prior score + school + grade;
+     the candidates add the usage features (ridge, and gradient boosting with one thread).
+     A candidate passes when its MAE is at least GATE_MARGIN below the baseline's and below
+     it in GATE_FOLD_SHARE of the folds. Folds: a time split (fit on each student's earlier
+     assessment, score the latest) when enough students have two assessments, else 5 folds
+     grouped by school.
+  3. One estimate per app: least squares of the target on every app's window hours,
+     adjusted for earlier hours of every app, prior score, grade and school (school fixed
+     effects), standard errors clustered by school, intervals widened for the number of apps
+     tested (Bonferroni, t with schools - 1 degrees of freedom). An app is resolved when it
+     has enough users, overlap, and a corrected interval that excludes 0.
+  4. A student is recommended a resolved app with a positive effect only: raise its window
+     minutes to the median of the next band's users, gain = effect x extra hours (with the
+     interval), over the next `window_days` days. Nothing else fills a slot; every type 1
+     student without a recommendation gets a reason.
+The assumption: given prior score, earlier usage, school and grade, which students use an
+app more is unrelated to what else drives their score. A correlational design with controls
+is at most "promising" evidence (the ESSA tiers): every row and report line says so.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
-from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from analytics.bands import BAND_ORDER
-from analytics.most_used import ASSESSMENT, student_windows, window_minutes
 
-GATE_MARGIN = 0.05  # the model's CV MAE must be at least 5% below the baseline's
-GATE_FOLD_SHARE = 0.8  # ... and below it in at least 4 folds of 5
-MIN_STUDENTS = 50  # fewer type 1 students: always peers
-MIN_PEERS = 5  # a band's median of an app needs at least this many users
+GATE_MARGIN = 0.02  # a candidate's MAE must be at least 2% below the baseline's ...
+GATE_FOLD_SHARE = 0.6  # ... and below it in at least 3 folds of 5
 FOLDS = 5
+MIN_STUDENTS = 200  # fewer type 1 students: no model basis (districts.yaml: recommend_min_students)
+MIN_SCHOOLS = 6  # fewer schools: no clustered interval to trust (recommend_min_schools)
+MIN_USERS = 30  # an app's effect rests on at least this many users (recommend_min_users)
+MIN_OVERLAP = 0.5  # share of the app's users whose school and prior-score third also hold non-users
+MIN_PEERS = 5  # a band's median use of an app needs at least this many users
 TOP = 3
-MIN_GAIN = 0.01  # points: smaller predicted gains are noise, not a recommendation
-BASELINE, RIDGE, BOOSTING = "dummy_mean", "ridge", "gradient_boosting"
+ALPHA = 0.05  # intervals are 95%; the corrected ones jointly over the apps tested
+THREADS = 1  # BLAS and OpenMP threads while fitting: the host is shared
+BASELINE, USAGE_RIDGE, USAGE_BOOSTING = "baseline_ridge", "usage_ridge", "usage_boosting"
+EVIDENCE = "promising"
+CAVEAT = ("an association adjusted for prior score, earlier use, school and grade, not a proven cause; "
+          "each app's figure is for that app alone")
+
+# Why a type 1 student has no recommendation.
+TOO_SMALL = "district too small"
+NO_USAGE = "no usage before the assessment"
+GATE_FAILED = "usage did not predict scores beyond prior score, school and grade"
+NO_EFFECT = "no app with a resolved effect"
+AT_TARGET = "already at the suggested use of each app with a resolved effect"
 
 
 def win(app: str) -> str:
     return f"win_{app}"
 
 
-def ytd(app: str) -> str:
-    return f"ytd_{app}"
+def pre(app: str) -> str:
+    return f"pre_{app}"
 
 
-def student_features(
-    students: pd.DataFrame,
-    usage: pd.DataFrame,
-    *,
-    apps: Sequence[str],
-    year_start: date,
-    as_of: date,
-    assessment_days: int,
-    trend_weeks: int = 6,
-) -> pd.DataFrame:
-    """One row per type 1 student (index: student_id), model features and context.
+def usage_columns(apps: Sequence[str]) -> list[str]:
+    return [*(win(a) for a in apps), *(pre(a) for a in apps), "trend", "active_days"]
 
-    Input `students`: student_id, school_id, type, score (points), performance (band),
-      latest_assessment (day), prior_average (points or NaN).
-    Input `usage`: student_id, app, date (day), minutes, for the school year up to as-of.
-    Output columns: win_<app> (minutes in the assessment window), ytd_<app> (minutes in
-      the school year), trend (weekly minutes gained per week over the last
-      `trend_weeks` weeks), active_days (days with usage), prior_average (points or NaN);
-      then context not used as features: score, performance, school_id.
+
+CONTROLS = ["prior", "prior_source", "school_id", "grade"]
+
+
+# --- 1. features cut at the assessment ---------------------------------------------------
+
+def assessment_rows(students: pd.DataFrame, assessments: pd.DataFrame, *, back: int = 0) -> pd.DataFrame:
+    """One row per type 1 student with an assessment day `back` days before their latest
+    (0: the latest; 1: the one before, for the time split). Index: student_id.
+
+    Input `students`: student_id, school_id, grade, type, performance, prior_average (the
+      latest earlier-year average, points or NaN). `assessments`: student_id, date, score,
+      this school year up to the as-of day.
+    Output: cutoff (the assessment day), target (mean score that day), prior (mean score of
+      the assessment day before, else prior_average, else NaN), prior_source, school_id,
+      grade, performance.
     """
-    typed = students.loc[students["type"].eq(1).fillna(False).astype(bool)]
-    windows = student_windows(
-        typed.assign(last_active=pd.NaT), year_start=year_start, as_of=as_of,
-        assessment_days=assessment_days, latest_days=1,
+    typed = students.loc[students["type"].eq(1).fillna(False).astype(bool)].set_index("student_id")
+    days = (
+        assessments.loc[assessments["student_id"].isin(typed.index)]
+        .assign(date=lambda f: pd.to_datetime(f["date"]))
+        .groupby(["student_id", "date"], sort=True)["score"].mean().reset_index()
     )
-    minutes = window_minutes(usage, windows, apps)
-    wide = minutes.pivot_table(index="student_id", columns=["window", "app"], values="minutes", aggfunc="sum")
-    index = pd.Index(typed["student_id"].astype(str), name="student_id")
-    columns = {}
-    for app in apps:
-        columns[win(app)] = _column(wide, (ASSESSMENT, app), index)
-        columns[ytd(app)] = _column(wide, ("year_to_date", app), index)
-    own = usage.loc[usage["student_id"].isin(index) & (usage["minutes"] > 0)]
-    days = pd.to_datetime(own["date"])
-    active = own.assign(day=days).groupby("student_id")["day"].nunique()
-    features = pd.DataFrame(columns, index=index).assign(
-        trend=_trend(own.assign(date=days), index, as_of, trend_weeks),
-        active_days=active.reindex(index).fillna(0).astype("float64"),
-        prior_average=typed.set_index(index)["prior_average"].astype("float64"),
+    days["back"] = days.groupby("student_id").cumcount(ascending=False)  # 0: the latest day
+    here = days.loc[days["back"] == back].set_index("student_id")
+    before = days.loc[days["back"] == back + 1].set_index("student_id")["score"]
+    rows = pd.DataFrame(index=here.index.rename("student_id"))
+    rows["cutoff"] = here["date"]
+    rows["target"] = here["score"].astype("float64")
+    earlier_year = typed["prior_average"].reindex(rows.index).astype("float64")
+    rows["prior"] = before.reindex(rows.index).astype("float64").fillna(earlier_year)
+    rows["prior_source"] = np.where(before.reindex(rows.index).notna(), "assessment",
+                                    np.where(earlier_year.notna(), "earlier year", "none"))
+    for column in ("school_id", "grade", "performance"):
+        rows[column] = typed[column].reindex(rows.index).astype("object") if column in typed else None
+    return rows
+
+
+def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str], *, window_days: int,
+                   year_start: date, trend_weeks: int = 6) -> pd.DataFrame:
+    """`rows` (from assessment_rows) with the usage features, each counted only on days
+    before the row's cutoff: win_<app> (minutes in the `window_days` before it), pre_<app>
+    (minutes per week earlier in the school year, before the window), active_days (days with
+    use per week, from the year's start to the cutoff), trend (weekly minutes gained per week
+    over the `trend_weeks` weeks before it, weeks without use as 0), used_before (any
+    minutes). Rates, not totals, where the span differs: an earlier assessment's row and a
+    later one's mean the same, so a model fitted on one scores the other (the time split)."""
+    apps = list(apps)
+    n, k = len(rows), len(apps)
+    position = pd.Series(np.arange(n), index=rows.index)
+    mine = usage.loc[usage["student_id"].isin(rows.index) & usage["app"].isin(apps) & (usage["minutes"] > 0)]
+    who = position.reindex(mine["student_id"]).to_numpy()
+    days_before = (rows["cutoff"].to_numpy()[who] - pd.to_datetime(mine["date"]).to_numpy()) // np.timedelta64(1, "D")
+    keep = days_before >= 1  # strictly before the assessment day: no use after it counts
+    who, days_before = who[keep], days_before[keep]
+    minutes = mine["minutes"].to_numpy(dtype="float64")[keep]
+    app = pd.Categorical(mine["app"], categories=apps).codes[keep]
+    in_window = days_before <= window_days
+    window = np.bincount(who[in_window] * k + app[in_window], minutes[in_window], n * k).reshape(n, k)
+    earlier = np.bincount(who[~in_window] * k + app[~in_window], minutes[~in_window], n * k).reshape(n, k)
+    day_keys = np.unique(who.astype("int64") * 100_000 + days_before)
+    active = np.bincount((day_keys // 100_000).astype("int64"), minlength=n).astype("float64")
+    week = (days_before - 1) // 7  # 0: the 7 days before the assessment
+    recent = week < trend_weeks
+    weekly = np.bincount(who[recent] * trend_weeks + (trend_weeks - 1 - week[recent]), minutes[recent],
+                         n * trend_weeks).reshape(n, trend_weeks)
+    t = np.arange(trend_weeks, dtype="float64") - (trend_weeks - 1) / 2
+    span = (rows["cutoff"] - pd.Timestamp(year_start)).dt.days.to_numpy(dtype="float64")  # days before the cutoff
+    earlier_weeks = np.clip(span - window_days, 0, None) / 7
+    earlier = np.divide(earlier, earlier_weeks[:, None], out=np.zeros_like(earlier), where=earlier_weeks[:, None] > 0)
+    active = np.divide(active, span / 7, out=np.zeros_like(active), where=span > 0)
+    out = rows.copy()
+    features = pd.DataFrame(
+        np.hstack([window, earlier, (weekly @ t / (t @ t))[:, None], active[:, None]]),
+        index=rows.index, columns=usage_columns(apps),
     )
-    context = typed.set_index(index)[["score", "performance", "school_id"]]
-    return features[feature_columns(apps)].join(context)
+    out = pd.concat([out, features], axis=1)
+    out["used_before"] = np.bincount(who, minlength=n) > 0
+    return out
 
 
-def _column(wide: pd.DataFrame, key: tuple[str, str], index: pd.Index) -> pd.Series:
-    if key in wide.columns:
-        return wide[key].reindex(index).fillna(0.0).astype("float64")
-    return pd.Series(0.0, index=index)
+# --- 2. the gate: what usage adds over prior score, school and grade ---------------------
+
+def _controls() -> list[tuple]:
+    return [
+        ("prior", Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                            ("scale", StandardScaler())]), ["prior"]),
+        ("school_grade", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+         ["school_id", "grade", "prior_source"]),
+    ]
 
 
-def _trend(usage: pd.DataFrame, index: pd.Index, as_of: date, weeks: int) -> pd.Series:
-    """Least-squares slope of weekly minutes against week number, weeks with no use as 0."""
-    back = (pd.Timestamp(as_of) - usage["date"]).dt.days // 7  # 0: the week ending on as-of
-    recent = usage.assign(week=weeks - 1 - back).loc[back < weeks]
-    grid = (
-        recent.pivot_table(index="student_id", columns="week", values="minutes", aggfunc="sum")
-        .reindex(index=index, columns=range(weeks)).fillna(0.0).to_numpy()
-    )
-    t = np.arange(weeks, dtype="float64") - (weeks - 1) / 2
-    return pd.Series(grid @ t / (t @ t), index=index)
-
-
-def feature_columns(apps: Sequence[str]) -> list[str]:
-    return [*(win(a) for a in apps), *(ytd(a) for a in apps), "trend", "active_days", "prior_average"]
-
-
-def _impute_prior() -> ColumnTransformer:
-    """Only the prior average can be missing: its median (and a missing flag), every other
-    feature as it is. (Imputing all 80-odd columns cost more than fitting the models.)"""
-    return ColumnTransformer(
-        [("prior", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-          ["prior_average"])],
-        remainder="passthrough",
-    )
-
-
-def candidate_models(random_state: int = 0) -> dict[str, Pipeline]:
-    """The models compared for a district, by name; each is a scikit-learn Pipeline."""
+def candidate_models(apps: Sequence[str], random_state: int = 0) -> dict[str, Pipeline]:
+    """The baseline and the usage models compared for a district, by name."""
+    used = usage_columns(apps)
+    alphas = np.logspace(-2, 4, 13)
     return {
-        BASELINE: Pipeline([("model", DummyRegressor(strategy="mean"))]),
-        RIDGE: Pipeline([
-            ("impute", _impute_prior()),
-            ("scale", StandardScaler()),
-            ("model", RidgeCV(alphas=np.logspace(-2, 4, 13))),
+        BASELINE: Pipeline([("columns", ColumnTransformer(_controls())), ("model", RidgeCV(alphas=alphas))]),
+        USAGE_RIDGE: Pipeline([
+            ("columns", ColumnTransformer([*_controls(), ("usage", StandardScaler(), used)])),
+            ("model", RidgeCV(alphas=alphas)),
         ]),
-        BOOSTING: Pipeline([
-            ("impute", _impute_prior()),  # (its own missing-value splits fail on an all-missing column)
+        USAGE_BOOSTING: Pipeline([
+            ("columns", ColumnTransformer([
+                ("prior", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), ["prior"]),
+                ("school_grade", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                 ["school_id", "grade", "prior_source"]),
+                ("usage", "passthrough", used),
+            ])),
             ("model", HistGradientBoostingRegressor(
-                max_iter=150, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=20,
+                max_iter=100, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20,
                 l2_regularization=1.0, random_state=random_state,
             )),
         ]),
     }
 
 
-def folds(groups: pd.Series | None, n: int, random_state: int = 0):
-    """Grouped K-fold by school when at least FOLDS schools are known; else shuffled K-fold."""
-    if groups is not None and groups.notna().all() and groups.nunique() >= FOLDS:
-        return GroupKFold(n_splits=FOLDS), groups.to_numpy()
-    return KFold(n_splits=min(FOLDS, n), shuffle=True, random_state=random_state), None
+def model_frame(features: pd.DataFrame, apps: Sequence[str]) -> pd.DataFrame:
+    """The columns the models read, school and grade as text (missing as "unknown")."""
+    frame = features[[*CONTROLS, *usage_columns(apps)]].copy()
+    for column in ("school_id", "grade", "prior_source"):
+        frame[column] = frame[column].astype("object").where(frame[column].notna(), "unknown").astype(str)
+    return frame
 
 
 @dataclass(frozen=True)
@@ -164,40 +214,71 @@ class Score:
     cv_mae: float
     cv_r2: float
     fold_maes: tuple[float, ...]
+    design: str = "grouped_cv"
 
 
-def cross_validate(X: pd.DataFrame, y: pd.Series, groups: pd.Series | None, models: Mapping[str, Pipeline],
+def _score(name: str, y: np.ndarray, predicted: np.ndarray, parts, design: str) -> Score:
+    maes = tuple(mean_absolute_error(y[p], predicted[p]) for p in parts)
+    return Score(name, mean_absolute_error(y, predicted), r2_score(y, predicted), maes, design)
+
+
+def cross_validate(features: pd.DataFrame, apps: Sequence[str], models: Mapping[str, Pipeline],
                    random_state: int = 0) -> dict[str, Score]:
-    """Out-of-fold MAE and R² of each model, on the same folds."""
-    splitter, group_values = folds(groups, len(X), random_state)
-    splits = list(splitter.split(X, y, group_values))
+    """Out-of-fold MAE and R² of each model on the same folds: grouped by school when at
+    least FOLDS schools are known, else shuffled."""
+    X, y = model_frame(features, apps), features["target"].to_numpy(dtype="float64")
+    schools = features["school_id"]
+    if schools.notna().all() and schools.nunique() >= FOLDS:
+        splits = list(GroupKFold(n_splits=FOLDS).split(X, y, schools.astype(str).to_numpy()))
+    else:
+        splits = list(KFold(n_splits=min(FOLDS, len(X)), shuffle=True, random_state=random_state).split(X))
     scores = {}
-    for name, model in models.items():
-        predicted = np.empty(len(y))
-        fold_maes = []
-        for train, test in splits:
-            fitted = clone(model).fit(X.iloc[train], y.iloc[train])
-            predicted[test] = fitted.predict(X.iloc[test])
-            fold_maes.append(mean_absolute_error(y.iloc[test], predicted[test]))
-        scores[name] = Score(name, mean_absolute_error(y, predicted), r2_score(y, predicted), tuple(fold_maes))
+    with threadpool_limits(THREADS):
+        for name, model in models.items():
+            predicted = np.empty(len(y))
+            for train, test in splits:
+                predicted[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test])
+            scores[name] = _score(name, y, predicted, [test for _, test in splits], "grouped_cv")
     return scores
 
 
-def gate(scores: Mapping[str, Score]) -> tuple[str | None, dict[str, str]]:
-    """The best model that clears the gate (or None), and a verdict for every model."""
+def backtest(earlier: pd.DataFrame, latest: pd.DataFrame, apps: Sequence[str],
+             models: Mapping[str, Pipeline]) -> dict[str, Score]:
+    """Time split: fit each model on the earlier assessments (features cut before each),
+    score it on the latest ones. Fold figures: the latest rows split into FOLDS groups of
+    schools (or of students when there are fewer schools)."""
+    Xa, ya = model_frame(earlier, apps), earlier["target"].to_numpy(dtype="float64")
+    Xb, yb = model_frame(latest, apps), latest["target"].to_numpy(dtype="float64")
+    groups = latest["school_id"].astype(str).to_numpy() if latest["school_id"].nunique() >= FOLDS \
+        else np.arange(len(latest))
+    parts = [test for _, test in GroupKFold(n_splits=FOLDS).split(Xb, yb, groups)]
+    scores = {}
+    with threadpool_limits(THREADS):
+        for name, model in models.items():
+            predicted = clone(model).fit(Xa, ya).predict(Xb)
+            scores[name] = _score(name, yb, predicted, parts, "time_split")
+    return scores
+
+
+def gate(scores: Mapping[str, Score], margin: float = GATE_MARGIN) -> tuple[str | None, dict[str, str]]:
+    """The best candidate that clears the gate against the baseline (or None), and a verdict
+    for every model naming both figures."""
     base = scores[BASELINE]
-    verdicts, passing = {BASELINE: "baseline: predicts the district's mean score"}, []
+    how = {"time_split": "time split (fit on earlier assessments, scored on the latest)",
+           "grouped_cv": f"{len(base.fold_maes)} folds grouped by school"}[base.design]
+    verdicts = {BASELINE: f"baseline: prior score + school + grade, MAE {base.cv_mae:.2f} on {how}"}
+    passing = []
     for name, s in scores.items():
         if name == BASELINE:
             continue
         improvement = 1 - s.cv_mae / base.cv_mae if base.cv_mae > 0 else 0.0
         wins = sum(m < b for m, b in zip(s.fold_maes, base.fold_maes))
         needed = int(np.ceil(GATE_FOLD_SHARE * len(s.fold_maes)))
-        ok = improvement >= GATE_MARGIN and wins >= needed
+        ok = improvement >= margin and wins >= needed
         verdicts[name] = (
-            f"{'passes' if ok else 'fails'} the gate: MAE {improvement:+.1%} vs baseline "
-            f"(needs at least {GATE_MARGIN:.0%} better), better in {wins} of {len(s.fold_maes)} folds "
-            f"(needs {needed})"
+            f"{'passes' if ok else 'fails'} the gate: MAE {s.cv_mae:.2f} vs baseline {base.cv_mae:.2f} "
+            f"({improvement:+.1%}, needs at least {margin:.0%} better), better in {wins} of "
+            f"{len(s.fold_maes)} folds (needs {needed}), on {how}"
         )
         if ok:
             passing.append(name)
@@ -207,6 +288,117 @@ def gate(scores: Mapping[str, Score]) -> tuple[str | None, dict[str, str]]:
     return best, verdicts
 
 
+# --- 3. one estimate per app ---------------------------------------------------------------
+
+def adjusted_effects(features: pd.DataFrame, apps: Sequence[str], *, min_users: int = MIN_USERS,
+                     alpha: float = ALPHA) -> pd.DataFrame:
+    """Points of the target per extra hour of each app in the window before the assessment,
+    adjusted for every app's earlier use (hours per week before the window), the prior score
+    (median-imputed, with a missing flag; its slope free by where it came from), grade and
+    school (fixed effects), by least squares.
+
+    Standard errors are clustered by school (CR1), t with schools - 1 degrees of freedom.
+    Output, one row per app: app, effect, std_error, ci95_low/ci95_high (the app alone),
+    ci_low/ci_high (corrected: jointly 95% over the `tested` apps, Bonferroni), p_adjusted,
+    students (users in the window), overlap (share of users whose school and prior-score
+    third also hold non-users), status (why it is or is not resolved), tested.
+    """
+    apps = list(apps)
+    hours_now = features[[win(a) for a in apps]].to_numpy(dtype="float64") / 60
+    hours_before = features[[pre(a) for a in apps]].to_numpy(dtype="float64") / 60
+    users = (hours_now > 0).sum(axis=0)
+    overlap = _overlap(features, hours_now > 0)
+    tested = (users >= min_users) & (overlap >= MIN_OVERLAP)
+    prior = features["prior"].to_numpy(dtype="float64")
+    missing = np.isnan(prior)
+    prior = np.where(missing, np.nanmedian(prior) if (~missing).any() else 0.0, prior)
+    grade = pd.get_dummies(features["grade"].astype("object").fillna("unknown").astype(str), drop_first=True,
+                           dtype="float64").to_numpy()
+    source = pd.get_dummies(features["prior_source"].astype(str), drop_first=True, dtype="float64").to_numpy()
+    X = np.hstack([hours_now, hours_before, prior[:, None], missing[:, None].astype("float64"), grade,
+                   source, source * prior[:, None]])  # a prior from this year's assessment weighs differently
+    y = features["target"].to_numpy(dtype="float64")
+    school = pd.factorize(features["school_id"].astype("object").fillna("unknown"))[0]
+    G = int(school.max()) + 1 if len(school) else 0
+
+    estimate = np.full(len(apps), np.nan)
+    se = np.full(len(apps), np.nan)
+    if G >= 2 and len(y) > X.shape[1] + G:
+        Xd, yd = _demean(X, school, G), _demean(y[:, None], school, G)[:, 0]
+        keep = Xd.std(axis=0) > 1e-9  # apps no one used, a grade alone in a school...
+        Xk = Xd[:, keep]
+        beta, *_ = np.linalg.lstsq(Xk, yd, rcond=None)
+        u = yd - Xk @ beta
+        bread = np.linalg.pinv(Xk.T @ Xk)
+        sums = np.zeros((G, Xk.shape[1]))
+        np.add.at(sums, school, Xk * u[:, None])
+        n, k = Xk.shape
+        factor = G / (G - 1) * (n - 1) / max(n - k - G, 1)
+        V = factor * bread @ (sums.T @ sums) @ bread
+        where = np.flatnonzero(keep)
+        for j in range(len(apps)):
+            if keep[j]:
+                col = int(np.searchsorted(where, j))
+                estimate[j], se[j] = beta[col], np.sqrt(max(V[col, col], 0.0))
+    tested &= np.isfinite(estimate)
+    m = max(int(tested.sum()), 1)
+    df = max(G - 1, 1)
+    t95 = stats.t.ppf(1 - alpha / 2, df)
+    t_corrected = stats.t.ppf(1 - alpha / (2 * m), df)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = 2 * stats.t.sf(np.abs(estimate / se), df)
+    out = pd.DataFrame({
+        "app": apps, "effect": estimate, "std_error": se,
+        "ci95_low": estimate - t95 * se, "ci95_high": estimate + t95 * se,
+        "ci_low": estimate - t_corrected * se, "ci_high": estimate + t_corrected * se,
+        "p_adjusted": np.minimum(p * m, 1.0), "students": users, "overlap": overlap, "tested": tested,
+    })
+    out["status"] = [_status(r, min_users) for r in out.itertuples()]
+    return out
+
+
+def _demean(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    sums = np.zeros((groups, values.shape[1]))
+    np.add.at(sums, group, values)
+    counts = np.bincount(group, minlength=groups)[:, None]
+    return values - (sums / counts)[group]
+
+
+def _overlap(features: pd.DataFrame, used: np.ndarray) -> np.ndarray:
+    """Per app: the share of its users whose stratum (school x prior-score third, missing
+    prior its own third) also holds students who did not use it in the window."""
+    prior = features["prior"].astype("float64")
+    third = pd.qcut(prior.rank(method="first"), 3, labels=False) if prior.notna().sum() >= 3 else prior * 0
+    stratum = pd.factorize(
+        features["school_id"].astype("object").fillna("unknown").astype(str) + "|" + third.fillna(-1).astype(str)
+    )[0]
+    S = int(stratum.max()) + 1 if len(stratum) else 0
+    shares = np.zeros(used.shape[1])
+    for j in range(used.shape[1]):
+        users = np.bincount(stratum, weights=used[:, j], minlength=S)
+        everyone = np.bincount(stratum, minlength=S)
+        mixed = users < everyone
+        shares[j] = users[mixed].sum() / users.sum() if users.sum() else 0.0
+    return shares
+
+
+def _status(row, min_users: int) -> str:
+    if row.students < min_users:
+        return f"too few users ({row.students} < {min_users})"
+    if row.overlap < MIN_OVERLAP:
+        return (f"no overlap: {row.overlap:.0%} of its users have comparable non-users "
+                f"(needs {MIN_OVERLAP:.0%})")
+    if not np.isfinite(row.effect):
+        return "not estimable"
+    if row.ci_low > 0:
+        return "resolved: higher scores"
+    if row.ci_high < 0:
+        return "resolved: lower scores"
+    return "unresolved: corrected interval includes 0"
+
+
+# --- 4. what each student should use more --------------------------------------------------
+
 def peer_medians(features: pd.DataFrame, apps: Sequence[str], bands: Sequence[str] = BAND_ORDER) -> pd.DataFrame:
     """For each band, the median window minutes of each app among the band's students who
     used it (NaN with fewer than MIN_PEERS users). Index: band; columns: apps."""
@@ -214,8 +406,7 @@ def peer_medians(features: pd.DataFrame, apps: Sequence[str], bands: Sequence[st
     for band in bands:
         peers = features.loc[features["performance"] == band, [win(a) for a in apps]]
         used = peers.where(peers > 0)
-        medians = used.median().where(used.count() >= MIN_PEERS)
-        rows[band] = medians.set_axis(list(apps))
+        rows[band] = used.median().where(used.count() >= MIN_PEERS).set_axis(list(apps))
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -227,94 +418,104 @@ def next_band_targets(features: pd.DataFrame, medians: pd.DataFrame, apps: Seque
     return medians.reindex(target_band.to_numpy()).set_axis(features.index)[list(apps)]
 
 
-def _top(gains: pd.DataFrame, current: pd.DataFrame, targets: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The `top` largest positive values of `gains` per student (ties: lower app id)."""
-    long = gains.stack().rename("gain").reset_index()
-    long.columns = ["student_id", "app", "gain"]
-    long = long.loc[long["gain"] > 0]
+def effect_recommendations(features: pd.DataFrame, effects: pd.DataFrame, apps: Sequence[str], *,
+                           top: int = TOP) -> pd.DataFrame:
+    """For each student, the (at most `top`) apps with a resolved positive effect whose use
+    they are below the next band's median user of: suggested_minutes is that median, the gain
+    is effect x extra hours with its corrected interval. Ties: lower app id.
+
+    Output: student_id, rank, app, current_minutes, suggested_minutes, gain, gain_low, gain_high.
+    """
+    good = effects.loc[effects["status"] == "resolved: higher scores"].set_index("app")
+    columns = ["student_id", "rank", "app", "current_minutes", "suggested_minutes", "gain", "gain_low", "gain_high"]
+    if good.empty:
+        return pd.DataFrame(columns=columns)
+    chosen = [a for a in apps if a in good.index]
+    current = features[[win(a) for a in chosen]].set_axis(chosen, axis=1)
+    targets = next_band_targets(features, peer_medians(features, chosen), chosen)
+    extra = ((targets - current) / 60).where(targets > current)
+    eligible = features["used_before"].to_numpy(dtype=bool)
+    long = extra.loc[eligible].stack().dropna().rename("extra").reset_index()
+    long.columns = ["student_id", "app", "extra"]
+    long["gain"] = long["extra"] * good["effect"].reindex(long["app"]).to_numpy()
+    long["gain_low"] = long["extra"] * good["ci_low"].reindex(long["app"]).to_numpy()
+    long["gain_high"] = long["extra"] * good["ci_high"].reindex(long["app"]).to_numpy()
     long = long.sort_values(["student_id", "gain", "app"], ascending=[True, False, True], kind="stable")
-    long = long.assign(rank=long.groupby("student_id").cumcount() + 1).loc[lambda f: f["rank"] <= top]
-    cur = current.stack().rename("current_minutes")
-    tgt = targets.stack().rename("suggested_minutes")
+    long["rank"] = long.groupby("student_id").cumcount() + 1
+    long = long.loc[long["rank"] <= top]
     key = pd.MultiIndex.from_frame(long[["student_id", "app"]])
-    return long.assign(
-        current_minutes=cur.reindex(key).to_numpy(),
-        suggested_minutes=tgt.reindex(key).to_numpy(),
-    ).reset_index(drop=True)
+    long["current_minutes"] = current.stack().reindex(key).to_numpy()
+    long["suggested_minutes"] = targets.stack().reindex(key).to_numpy()
+    return long[columns].reset_index(drop=True)
 
 
-def model_recommendations(model: Pipeline, features: pd.DataFrame, targets: pd.DataFrame,
-                          apps: Sequence[str], top: int = TOP) -> pd.DataFrame:
-    """Raise each app's window (and year) minutes to its target, predict, keep the largest gains.
-
-    Output: student_id, app, gain (points), rank, current_minutes, suggested_minutes.
-    """
-    columns = feature_columns(apps)
-    X = features[columns]
-    now = model.predict(X)
-    current = X[[win(a) for a in apps]].set_axis(list(apps), axis=1)
-    raised = targets.where(targets > current)  # never lower than now
-    gains = {}
-    for app in apps:
-        extra = (raised[app] - current[app]).fillna(0.0)
-        if not (extra > 0).any():
-            gains[app] = pd.Series(np.nan, index=X.index)
-            continue
-        changed = X.assign(**{win(app): X[win(app)] + extra, ytd(app): X[ytd(app)] + extra})
-        gains[app] = pd.Series(model.predict(changed) - now, index=X.index).where(extra > 0)
-    gain = pd.DataFrame(gains).round(6).where(lambda g: g >= MIN_GAIN)
-    return _top(gain, current, raised, top)
+def reasons(features: pd.DataFrame, picks: pd.DataFrame, *, district_reason: str | None,
+            effects: pd.DataFrame | None) -> pd.Series:
+    """Why each type 1 student without a recommendation has none (index: student_id)."""
+    without = features.index.difference(pd.Index(picks["student_id"].unique()))
+    out = pd.Series(index=without, dtype="object", name="reason")
+    if district_reason:
+        out[:] = district_reason
+        return out
+    no_usage = ~features["used_before"].reindex(without).to_numpy()
+    resolved = effects is not None and (effects["status"] == "resolved: higher scores").any()
+    out[:] = np.where(no_usage, NO_USAGE, AT_TARGET if resolved else NO_EFFECT)
+    return out
 
 
-def peer_recommendations(features: pd.DataFrame, targets: pd.DataFrame, apps: Sequence[str],
-                         top: int = TOP) -> pd.DataFrame:
-    """The apps where the student is furthest below the next band's median user.
+@dataclass
+class Outcome:
+    """What one district's recommendations computed."""
+    students: int
+    design: str  # time_split | grouped_cv | none
+    scores: dict[str, Score] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
+    chosen: str | None = None
+    effects: pd.DataFrame | None = None
+    picks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reasons: pd.Series = field(default_factory=lambda: pd.Series(dtype="object"))
+    district_reason: str | None = None
+    features: pd.DataFrame | None = None  # the latest assessments' rows, cut at each
 
-    Output: student_id, app, gain (the gap in minutes, for ranking only), rank,
-    current_minutes, suggested_minutes.
-    """
-    current = features[[win(a) for a in apps]].set_axis(list(apps), axis=1)
-    gap = (targets - current).where(targets > current)
-    return _top(gap, current, targets.where(targets > current), top)
+
+def recommend(students: pd.DataFrame, assessments: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str], *,
+              window_days: int, year_start: date, min_students: int = MIN_STUDENTS, min_schools: int = MIN_SCHOOLS,
+              min_users: int = MIN_USERS, random_state: int = 0) -> Outcome:
+    """The whole method for one district (see the module docstring)."""
+    latest = usage_features(assessment_rows(students, assessments), usage, apps, window_days=window_days,
+                            year_start=year_start)
+    n, schools = len(latest), latest["school_id"].dropna().nunique()
+    outcome = Outcome(students=n, design="none")
+    if n < min_students or schools < min_schools:
+        outcome.district_reason = TOO_SMALL
+        outcome.verdicts["none"] = (f"district too small for the model basis: {n} type 1 students and {schools} "
+                                    f"schools (needs {min_students} and {min_schools})")
+    else:
+        models = candidate_models(apps, random_state)
+        earlier = usage_features(assessment_rows(students, assessments, back=1), usage, apps,
+                                 window_days=window_days, year_start=year_start)
+        # The time split compares like with like: rows whose prior is this year's previous
+        # assessment on both sides (an earlier-year average means something else to a model).
+        earlier = earlier.loc[earlier["prior_source"] == "assessment"]
+        later = latest.loc[latest["prior_source"] == "assessment"]
+        if min(len(earlier), len(later)) >= min_students and later["school_id"].nunique() >= FOLDS:
+            outcome.scores = backtest(earlier, later, apps, models)
+        else:
+            outcome.scores = cross_validate(latest, apps, models, random_state)
+        outcome.design = outcome.scores[BASELINE].design
+        outcome.chosen, outcome.verdicts = gate(outcome.scores)
+        outcome.effects = adjusted_effects(latest, apps, min_users=min_users)
+        if outcome.chosen is None:
+            outcome.district_reason = GATE_FAILED
+    outcome.picks = (effect_recommendations(latest, outcome.effects, apps) if outcome.chosen
+                     else pd.DataFrame(columns=["student_id", "rank", "app", "current_minutes", "suggested_minutes",
+                                                "gain", "gain_low", "gain_high"]))
+    outcome.reasons = reasons(latest, outcome.picks, district_reason=outcome.district_reason,
+                              effects=outcome.effects)
+    outcome.features = latest
+    return outcome
 
 
-def app_effects(features: pd.DataFrame, apps: Sequence[str], *, resamples: int = 200,
-                random_state: int = 0) -> pd.DataFrame:
-    """Change in score per extra hour of each app in the assessment window, with a bootstrap
-    95% interval (students resampled `resamples` times).
-
-    A linear model of the score on every app's window hours and the prior score average
-    (imputed, with a missing flag), lightly regularised (ridge, alpha 1 on standardised
-    columns). Trend and active days are left out on purpose: they are made of the same
-    minutes, and would take part of each app's effect. Associations, not causal effects.
-    Output: app, effect, ci_low, ci_high (points per hour), students (who used the app in
-    their window).
-    """
-    hours = features[[win(a) for a in apps]].to_numpy() / 60
-    prior = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit_transform(
-        features[["prior_average"]]
-    )
-    X = np.hstack([hours, prior])
-    y = features["score"].astype("float64").to_numpy()
-    n = len(y)
-    rng = np.random.default_rng(random_state)
-
-    def per_hour(weights: np.ndarray) -> np.ndarray:
-        """Ridge (alpha 1) on standardised columns, for the rows counted by `weights` (a
-        resample's counts): computed from weighted sums, without copying the rows."""
-        total = weights.sum()
-        mean = weights @ X / total
-        gram = X.T @ (X * weights[:, None]) / total - np.outer(mean, mean)
-        scale = np.sqrt(np.clip(np.diag(gram), 0, None))
-        scale[scale == 0] = 1.0
-        y_mean = weights @ y / total
-        cross = (X.T @ (weights * y) / total - mean * y_mean) / scale
-        beta = np.linalg.solve(gram / np.outer(scale, scale) * total + np.eye(X.shape[1]), cross * total)
-        return (beta / scale)[: len(apps)]
-
-    effect = per_hour(np.ones(n))
-    draws = np.array([per_hour(np.bincount(rng.integers(0, n, n), minlength=n).astype("float64"))
-                      for _ in range(resamples)])
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    users = (hours > 0).sum(axis=0)
-    return pd.DataFrame({"app": list(apps), "effect": effect, "ci_low": low, "ci_high": high, "students": users})
+def period(as_of: date, window_days: int) -> tuple[date, date]:
+    """The days a suggestion is for: the `window_days` after the as-of day."""
+    return as_of + timedelta(days=1), as_of + timedelta(days=window_days)

@@ -27,6 +27,9 @@ DEFAULTS: dict[str, int] = {
     "latest_window_days": 30,
     "most_used_top_n": 3,
     "stale_after_days": 14,
+    "recommend_min_students": 200,  # type 1 students for the model basis (README, Recommendations)
+    "recommend_min_schools": 6,
+    "recommend_min_users": 30,  # users of an app in their window for its effect to be resolved
 }
 DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
 TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", *DEFAULTS}
@@ -53,6 +56,9 @@ class District:
     latest_window_days: int
     most_used_top_n: int
     stale_after_days: int
+    recommend_min_students: int
+    recommend_min_schools: int
+    recommend_min_users: int
 
     def __hash__(self) -> int:  # bands is a dict; ids are unique within a config
         return hash(self.id)

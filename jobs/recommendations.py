@@ -3,7 +3,8 @@ student should use more (the method is in analytics/recommend.py and the README)
 
 Heavy: one instance at a time per district across the fleet (a database-wide lock); a run
 that cannot take it is recorded as skipped. Writes `model_runs` (every fit), and replaces
-the district's `recommendations` and `app_effects` in one transaction when they changed.
+the district's `recommendations`, `recommendation_reasons` and `app_effects` in one
+transaction when they changed.
 """
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ from storage.frames import insert_missing, read_frame, replace_district_rows
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
 from models import (
-    app_effects, assessments, dataframe_table, job_runs, model_runs, recommendations, score_averages, usage,
+    app_effects, assessments, dataframe_table, job_runs, model_runs, recommendation_reasons, recommendations,
+    score_averages, usage,
 )
 
 log = logging.getLogger(__name__)
 
 RANDOM_STATE = 0
-BASELINE = "dummy_mean"  # analytics.recommend.BASELINE (not imported here: scikit-learn loads slowly)
-EFFECTS = "linear_effects"
+EFFECTS = "adjusted_effects"
 
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
@@ -68,17 +69,18 @@ def _prerequisites_missing(engine, district: District, as_of: date) -> list[str]
     return [job for job in ("dailypull", "most_used") if job not in done]
 
 
-def _read(engine, district: District, as_of: date, year) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read(engine, district: District, as_of: date, year) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Type 1 students (with their latest earlier-year average), this year's assessments and
+    usage up to the as-of day."""
     table = dataframe_table(district.id, district.apps)
     with snapshot(engine) as conn:
         if existing_columns(conn, table.name) is None:
             raise NotPublished(f"{table.name} does not exist yet: run dailypull for {district.id} first")
-        students = read_frame(conn, select(table.c.student_id, table.c.school_id, table.c.type, table.c.score,
-                                           table.c.performance).where(table.c.type == 1))
-        latest = read_frame(conn, select(assessments.c.student_id, func.max(assessments.c.date).label("latest_assessment"))
+        students = read_frame(conn, select(table.c.student_id, table.c.school_id, table.c.grade, table.c.type,
+                                           table.c.score, table.c.performance).where(table.c.type == 1))
+        scores = read_frame(conn, select(assessments.c.student_id, assessments.c.date, assessments.c.score)
                             .where(assessments.c.district_id == district.id,
-                                   assessments.c.date.between(year.start, as_of))
-                            .group_by(assessments.c.student_id))
+                                   assessments.c.date.between(year.start, as_of)))
         prior = read_frame(conn, select(score_averages.c.student_id, score_averages.c.school_year,
                                         score_averages.c.score.label("prior_average"))
                            .where(score_averages.c.district_id == district.id,
@@ -88,11 +90,10 @@ def _read(engine, district: District, as_of: date, year) -> tuple[pd.DataFrame, 
                                   usage.c.app.in_(district.apps), usage.c.minutes > 0))
     prior = prior.sort_values(["student_id", "school_year"]).drop_duplicates("student_id", keep="last")
     students = (
-        students.merge(latest, on="student_id", how="left", validate="1:1")
-        .merge(prior[["student_id", "prior_average"]], on="student_id", how="left", validate="1:1")
+        students.merge(prior[["student_id", "prior_average"]], on="student_id", how="left", validate="1:1")
         .astype({"type": "Int64"})
     )
-    return students, daily
+    return students, scores, daily
 
 
 def _model_id(district: District, as_of: date, algorithm: str, fingerprint: str) -> str:
@@ -105,86 +106,70 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
     from analytics import recommend
 
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
-    students, daily = _read(engine, district, ctx.as_of, year)
-    features = recommend.student_features(
-        students, daily, apps=district.apps, year_start=year.start, as_of=ctx.as_of,
-        assessment_days=district.assessment_window_days,
+    students, scores, daily = _read(engine, district, ctx.as_of, year)
+    outcome = recommend.recommend(
+        students, scores, daily, district.apps, window_days=district.assessment_window_days, year_start=year.start,
+        min_students=district.recommend_min_students, min_schools=district.recommend_min_schools,
+        min_users=district.recommend_min_users, random_state=RANDOM_STATE,
     )
-    columns = recommend.feature_columns(district.apps)
-    X, y = features[columns], features["score"].astype("float64")
-    fingerprint = hashlib.sha256(
-        pd.util.hash_pandas_object(features[[*columns, "score"]], index=True).to_numpy().tobytes()
-    ).hexdigest()
-    n = len(features)
+    features = outcome.features
+    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(
+        features.drop(columns=["cutoff"]).astype(str), index=True).to_numpy().tobytes()).hexdigest()
+    n = outcome.students
     runs: list[dict] = []
-    effects = pd.DataFrame(columns=["app", "effect", "ci_low", "ci_high", "students", "model_id"])
-    chosen = None
 
-    def record(algorithm: str, verdict: str, score=None, baseline=None) -> str:
+    def record(algorithm: str, verdict: str, basis: str, score=None) -> str:
         model_id = _model_id(district, ctx.as_of, algorithm, fingerprint)
+        baseline = outcome.scores.get(recommend.BASELINE)
         runs.append(dict(
             model_id=model_id, district_id=district.id, trained_at=ctx.clock(), algorithm=algorithm, students=n,
             cv_mae=None if score is None else score.cv_mae, baseline_mae=None if baseline is None else baseline.cv_mae,
-            cv_r2=None if score is None else score.cv_r2, as_of=ctx.as_of, verdict=verdict,
+            cv_r2=None if score is None else score.cv_r2, as_of=ctx.as_of, verdict=verdict, basis=basis,
+            validation=outcome.design,
         ))
         return model_id
 
-    if n < recommend.MIN_STUDENTS:
-        explaining = record("none", f"too few type 1 students to validate a model ({n} < {recommend.MIN_STUDENTS}): "
-                                    "recommendations come from higher-band peers")
-    else:
-        models = recommend.candidate_models(RANDOM_STATE)
-        schools = features["school_id"] if features["school_id"].notna().all() else None
-        scores = recommend.cross_validate(X, y, schools, models, RANDOM_STATE)
-        chosen, verdicts = recommend.gate(scores)
-        ids = {name: record(name, verdicts[name], scores[name], scores[recommend.BASELINE]) for name in models}
-        candidates = [m for m in models if m != recommend.BASELINE]
-        explaining = ids[chosen] if chosen else ids[min(candidates, key=lambda m: scores[m].cv_mae)]
-        effects = recommend.app_effects(features, district.apps, random_state=RANDOM_STATE)
-        effects = effects.assign(model_id=record(
-            EFFECTS, "per-app effects: ridge of score on window hours and prior average, "
-                              "200 bootstrap resamples", None, scores[recommend.BASELINE]))
-    basis = "model" if chosen else "peers"
-    for row in runs:
-        row["basis"] = run_basis(row, basis, explaining)
-
-    targets = recommend.next_band_targets(features, recommend.peer_medians(features, district.apps), district.apps)
-    if chosen:
-        fitted = models[chosen].fit(X, y)
-        picks = recommend.model_recommendations(fitted, features, targets, district.apps)
-        picks = picks.assign(expected_gain=picks["gain"])
-    else:
-        picks = recommend.peer_recommendations(features, targets, district.apps).assign(expected_gain=None)
-    picks = picks.assign(district_id=district.id, basis=basis, model_id=explaining)[
-        ["district_id", "student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain",
-         "basis", "model_id"]
-    ]
+    explaining = None
+    if not outcome.scores:
+        explaining = record("none", outcome.verdicts["none"], "none")
+    for name, score in outcome.scores.items():
+        basis = ("baseline" if name == recommend.BASELINE else "model" if name == outcome.chosen else "unused")
+        model_id = record(name, outcome.verdicts[name], basis, score)
+        if name == outcome.chosen:
+            explaining = model_id
+    effects = pd.DataFrame(columns=[c.name for c in app_effects.c if c.name != "district_id"])
+    if outcome.effects is not None:
+        resolved = int(outcome.effects["status"].eq("resolved: higher scores").sum())
+        effects_id = record(
+            EFFECTS, f"per-app effects: least squares adjusted for prior score, earlier use, school and grade, "
+                     f"clustered by school, corrected for {int(outcome.effects['tested'].sum())} apps tested; "
+                     f"{plural(resolved, 'app')} resolved with higher scores", "effects")
+        effects = outcome.effects.drop(columns=["tested"]).assign(model_id=effects_id, evidence=recommend.EVIDENCE)
+        if explaining is None:
+            explaining = min((r for r in runs if r["basis"] == "unused"), key=lambda r: r["cv_mae"])["model_id"]
+        if outcome.chosen:
+            explaining = effects_id  # what each gain is: the app's adjusted effect x extra hours
+    start, end = recommend.period(ctx.as_of, district.assessment_window_days)
+    picks = outcome.picks.assign(
+        district_id=district.id, expected_gain=outcome.picks["gain"], basis="model", model_id=explaining,
+        period_start=start, period_end=end, evidence=recommend.EVIDENCE, caveat=recommend.CAVEAT,
+    )[["district_id", "student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain",
+       "gain_low", "gain_high", "period_start", "period_end", "evidence", "caveat", "basis", "model_id"]]
+    why = outcome.reasons.rename("reason").rename_axis("student_id").reset_index().assign(
+        district_id=district.id, model_id=explaining)
 
     with engine.begin() as conn:
         insert_missing(conn, model_runs, runs)
         written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()})
+        written += replace_district_rows(conn, recommendation_reasons, district.id, why,
+                                         stamp={"computed_at": ctx.clock()})
         written += replace_district_rows(conn, app_effects, district.id, effects.assign(district_id=district.id),
                                          stamp={})
         checkpoint("recommendations.written")
-    best = next((r for r in runs if r["model_id"] == explaining), None)
     result = JobResult(rows_in=n, rows_out=written)
+    chosen = f"{outcome.chosen} passed the gate" if outcome.chosen else (outcome.district_reason or "")
     result.message = (
-        f"{plural(n, 'type 1 student')}; basis {basis}; {plural(picks['student_id'].nunique(), 'student')} "
-        "with recommendations" + (f"; {best['algorithm']}: {best['verdict']}" if best else "")
+        f"{plural(n, 'type 1 student')}; {chosen}; {plural(picks['student_id'].nunique(), 'student')} "
+        f"with recommendations, {plural(len(why), 'student')} without (each with its reason)"
     )
     return result
-
-
-def run_basis(row: dict, basis: str, explaining: str) -> str:
-    """What a `model_runs` row was to the recommendations published with it: `model` (the
-    fit they came from), `peers` (they came from higher-band peers; this row says why: too
-    few students, or the best candidate, which failed the gate), `baseline` (the yardstick a
-    candidate must beat, never a basis), `effects` (the fit behind `app_effects`), or
-    `unused` (a candidate that another one beat, or that failed the gate while another passed)."""
-    if row["algorithm"] == BASELINE:
-        return "baseline"
-    if row["algorithm"] == EFFECTS:
-        return "effects"
-    if row["model_id"] == explaining:
-        return basis
-    return "unused"

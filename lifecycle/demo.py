@@ -41,7 +41,8 @@ class DemoDistrict:
 
 DISTRICTS = (
     DemoDistrict("springfield", "Springfield Unified", 1100,
-                 ("evergreen_elem", "lincoln_elem", "oak_middle", "riverside_k8"), APP_POOL[:10],
+                 ("evergreen_elem", "lincoln_elem", "maple_elem", "cedar_elem", "oak_middle", "pine_middle",
+                  "riverside_k8", "hillside_k8"), APP_POOL[:10],
                  bands={"excellent": 90, "satisfactory": 70, "needs improvement": 60, "unsatisfactory": 0}),
     DemoDistrict("shelbyville", "Shelbyville School District", 600,
                  ("north_elem", "south_elem", "shelby_middle"), APP_POOL[2:10]),
@@ -118,10 +119,15 @@ def _district_files(folder: Path, d: DemoDistrict, year, as_of: date, rng: np.ra
     usage["school"] = school[pairs["student"].to_numpy()[pair_index]]
     usage["month"] = days[day_index].strftime("%Y-%m")
 
-    # Each hour in the first app this year goes with a point more: something for the
-    # recommendations to find.
-    boost = usage.loc[usage["app"] == d.apps[0]].groupby("student_id")["minutes"].sum()
-    bonus = pd.Series(ids).map(boost).fillna(0).to_numpy() / 60
+    # Each hour in the first app in the 30 days before an assessment goes with 5 points more
+    # on it: something for the recommendations to find (use after the assessment does nothing).
+    first = usage.loc[usage["app"] == d.apps[0]]
+    first_day_of_use = pd.to_datetime(first["date"])
+
+    def bonus_on(day: date) -> np.ndarray:
+        before = (first_day_of_use < pd.Timestamp(day)) & (first_day_of_use >= pd.Timestamp(day - timedelta(days=30)))
+        hours = first.loc[before].groupby("student_id")["minutes"].sum() / 60
+        return 5.0 * pd.Series(ids).map(hours).fillna(0).to_numpy()
 
     # Who has what: assessments (type 1), forecasts (2), this year's average (3), older (4).
     draw = rng.random(n)
@@ -136,6 +142,7 @@ def _district_files(folder: Path, d: DemoDistrict, year, as_of: date, rng: np.ra
         day = first_day + timedelta(days=int(20 + 25 * k))
         if day > as_of:
             continue
+        bonus = bonus_on(day)
         assessments.append(pd.DataFrame({
             "student_id": ids[take], "assessment_id": f"{year.label}-unit{k + 1}",
             "date": day.isoformat(),

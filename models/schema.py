@@ -206,7 +206,9 @@ district_app_summary = Table(
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 
-# Output of the recommendations job.
+# Output of the recommendations job (README, Recommendations). Every row comes from one
+# per-app estimate (app_effects) and says what it is: an associated difference, with its
+# interval, over a stated period, at a stated evidence level.
 recommendations = Table(
     "recommendations",
     metadata,
@@ -214,10 +216,29 @@ recommendations = Table(
     Column("student_id", ID, primary_key=True),
     Column("rank", SmallInteger, primary_key=True),
     Column("app", String(41), nullable=False),
-    Column("current_minutes", Float, nullable=False),  # in the student's assessment window
-    Column("suggested_minutes", Float, nullable=False),
-    Column("expected_gain", Float),  # points; NULL when basis is peers
-    Column("basis", String(8), nullable=False),  # model | peers
+    Column("current_minutes", Float, nullable=False),  # in the window before the student's latest assessment
+    Column("suggested_minutes", Float, nullable=False),  # over the period below
+    # Points: the score difference associated with the extra minutes (app_effects.effect x
+    # extra hours), adjusted for prior score, earlier use, school and grade; not a promise.
+    Column("expected_gain", Float),
+    Column("basis", String(8), nullable=False),  # model: a usage model passed the gate and the app's effect is resolved
+    Column("model_id", String(32)),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("gain_low", Float),  # expected_gain's interval: the app's corrected interval x extra hours
+    Column("gain_high", Float),
+    Column("period_start", Date),  # the days the suggested minutes are for
+    Column("period_end", Date),
+    Column("evidence", String(16)),  # promising: a correlational design with controls (ESSA tiers)
+    Column("caveat", Text),
+)
+
+# Every type 1 student of the district without a recommendation, and why.
+recommendation_reasons = Table(
+    "recommendation_reasons",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("reason", Text, nullable=False),
     Column("model_id", String(32)),
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
@@ -227,11 +248,18 @@ app_effects = Table(
     metadata,
     Column("district_id", String(31), primary_key=True),
     Column("app", String(41), primary_key=True),
-    Column("effect", Float),  # points per extra hour in the assessment window
-    Column("ci_low", Float),
+    Column("effect", Float),  # points per extra hour in the window before the assessment, adjusted
+    Column("ci_low", Float),  # corrected: jointly 95% over the apps tested (Bonferroni), clustered by school
     Column("ci_high", Float),
-    Column("students", Integer, nullable=False),
+    Column("students", Integer, nullable=False),  # who used the app in their window
     Column("model_id", String(32)),
+    Column("std_error", Float),  # clustered by school
+    Column("ci95_low", Float),  # the app alone, uncorrected
+    Column("ci95_high", Float),
+    Column("p_adjusted", Float),  # Bonferroni over the apps tested
+    Column("overlap", Float),  # share of users whose school and prior-score third hold non-users
+    Column("status", Text),  # resolved: higher scores | resolved: lower scores | unresolved ... | too few users ...
+    Column("evidence", String(16)),
 )
 
 # One row per fit; the same fit on the same data (a rerun) keeps its row and model_id.
@@ -243,12 +271,13 @@ model_runs = Table(
     Column("trained_at", DateTime(timezone=True), nullable=False),
     Column("algorithm", String(32), nullable=False),
     Column("students", Integer, nullable=False),
-    Column("cv_mae", Float),
-    Column("baseline_mae", Float),
+    Column("cv_mae", Float),  # this fit's MAE on the validation design below
+    Column("baseline_mae", Float),  # the baseline's (prior score + school + grade) on the same rows
     Column("cv_r2", Float),
-    Column("basis", String(8), nullable=False),  # model | peers | baseline | effects | unused: what this fit was to the recommendations (README)
+    Column("basis", String(8), nullable=False),  # model | baseline | unused | effects | none: what this fit was to the recommendations (README)
     Column("as_of", Date),
     Column("verdict", Text),  # why this fit did or did not speak
+    Column("validation", String(16)),  # time_split | grouped_cv | none
 )
 
 # Who holds a named lock, for databases without advisory locks (SQLite); a holder that

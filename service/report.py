@@ -10,7 +10,10 @@ from storage.ddl import existing_columns
 from storage.frames import read_frame
 from runner.cycle import CycleResult
 from jobs.job import plural
-from models import app_effects, dataframe_table, district_app_summary, ingested_files, model_runs, recommendations
+from models import (
+    app_effects, dataframe_table, district_app_summary, ingested_files, model_runs, recommendation_reasons,
+    recommendations,
+)
 
 TYPE_NAMES = {1: "1 assessment", 2: "2 forecast", 3: "3 this year's average", 4: "4 older average"}
 
@@ -71,6 +74,8 @@ def district_report(engine, district: District) -> str:
         runs = read_frame(conn, select(model_runs).where(model_runs.c.district_id == district.id))
         effects = read_frame(conn, select(app_effects).where(app_effects.c.district_id == district.id)
                              .order_by(app_effects.c.effect.desc()))
+        reasons = read_frame(conn, select(recommendation_reasons)
+                             .where(recommendation_reasons.c.district_id == district.id))
         files = conn.execute(
             select(ingested_files.c.status, func.count(), func.sum(ingested_files.c.rows_loaded),
                    func.sum(ingested_files.c.rows_rejected))
@@ -89,7 +94,7 @@ def district_report(engine, district: District) -> str:
         label = "all students" if band == "all" else f"{band} students"
         if band == "all" or top:
             out.append(f"  top apps this school year, {label}: {top or 'no usage (run most_used)'}")
-    out.extend(_recommendation_lines(recs, runs, effects))
+    out.extend(_recommendation_lines(recs, runs, effects, reasons))
     for status, count, loaded, rejected in files:
         out.append(f"  files {status}: {count}, rows loaded {loaded or 0:,}, rows rejected {rejected or 0:,}")
     return "\n".join(out)
@@ -106,25 +111,39 @@ def _hours(minutes: float) -> str:
     return f"{minutes / 60:,.0f} h" if minutes >= 600 else f"{minutes / 60:.1f} h"
 
 
-def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.DataFrame) -> list[str]:
+def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.DataFrame,
+                          reasons: pd.DataFrame) -> list[str]:
     if recs.empty and runs.empty:
         return ["  recommendations: none yet (run recommendations)"]
-    explaining = runs.loc[runs["model_id"].isin(recs["model_id"]) | runs["verdict"].str.startswith("chosen")]
-    run = explaining.iloc[-1] if len(explaining) else (runs.iloc[-1] if len(runs) else None)
-    basis = recs["basis"].iloc[0] if len(recs) else (run["basis"] if run is not None else "none")
-    lines = [f"  recommendations: basis {basis}, {plural(recs['student_id'].nunique(), 'student')}"
-             + (f"; {run['algorithm']}: {run['verdict']}" if run is not None else "")]
+    runs = runs.loc[runs["as_of"] == runs["as_of"].max()] if len(runs) else runs
+    gate = runs.loc[runs["basis"].isin(["model", "none"])]
+    if gate.empty:
+        gate = runs.loc[runs["basis"] == "unused"].sort_values("cv_mae").head(1)
+    students = recs["student_id"].nunique()
+    lines = [f"  recommendations: {plural(students, 'student')}, {plural(len(reasons), 'student')} without"
+             + "".join(f"; {r.algorithm}: {r.verdict}" for r in gate.itertuples())]
+    if len(recs):
+        first = recs.iloc[0]
+        lines.append(f"    evidence {first['evidence']}: {first['caveat']}; for {first['period_start']} to "
+                     f"{first['period_end']}")
     for student, picks in list(recs.groupby("student_id", sort=True))[:3]:
         items = ", ".join(
-            f"{p.app} {p.current_minutes:.0f} -> {p.suggested_minutes:.0f} min"
-            + (f" (+{p.expected_gain:.1f} points)" if pd.notna(p.expected_gain) else "")
+            f"{p.app} {p.current_minutes:.0f} -> {p.suggested_minutes:.0f} min "
+            f"(associated {p.expected_gain:+.1f} points, interval {p.gain_low:+.1f} to {p.gain_high:+.1f})"
             for p in picks.itertuples()
         )
         lines.append(f"    {student}: {items}")
+    if len(reasons):
+        counts = reasons["reason"].value_counts()
+        lines.append("    without a recommendation: " + ", ".join(f"{n} {why}" for why, n in counts.items()))
     if len(effects):
-        top = effects.head(3)
-        lines.append("  app effects (points per extra hour in the window, 95% interval; associations, not causes): "
-                     + ", ".join(f"{e.app} {e.effect:+.2f} [{e.ci_low:+.2f}, {e.ci_high:+.2f}]" for e in top.itertuples()))
+        ranked = effects.assign(order=effects["status"].str.startswith("resolved").map({True: 0, False: 1}))
+        top = ranked.sort_values(["order", "effect"], ascending=[True, False]).head(3)
+        lines.append("  app effects (points per extra hour in the window before the assessment, adjusted; interval "
+                     "corrected for the apps tested, clustered by school; evidence promising: associations, not "
+                     "causes): " + ", ".join(
+                         f"{e.app} {e.effect:+.2f} [{e.ci_low:+.2f}, {e.ci_high:+.2f}] {e.status}"
+                         for e in top.itertuples()))
     return lines
 
 
