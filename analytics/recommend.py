@@ -10,9 +10,10 @@ Design (the README's "Recommendations" explains it for analysts):
   2. Gate on what usage adds: the baseline is a ridge model of prior score + school + grade;
      the candidates add the usage features (ridge, and gradient boosting with one thread).
      A candidate passes when its MAE is at least GATE_MARGIN below the baseline's and below
-     it in GATE_FOLD_SHARE of the folds. Folds: a time split (fit on each student's earlier
-     assessment, score the latest) when enough students have two assessments, else 5 folds
-     grouped by school.
+     it in GATE_FOLD_SHARE of the folds, 5 folds grouped by school. (A time split, fitting
+     on each student's earlier assessment and scoring the latest, was tried: with habitual
+     use the earlier score already carries the app's effect, so it failed real effects; the
+     README says so.)
   3. One estimate per app: least squares of the target on every app's window hours,
      adjusted for earlier hours of every app, prior score, grade and school (school fixed
      effects), standard errors clustered by school, intervals widened for the number of apps
@@ -54,7 +55,7 @@ FOLDS = 5
 MIN_STUDENTS = 200  # fewer type 1 students: no model basis (districts.yaml: recommend_min_students)
 MIN_SCHOOLS = 6  # fewer schools: no clustered interval to trust (recommend_min_schools)
 MIN_USERS = 30  # an app's effect rests on at least this many users (recommend_min_users)
-MIN_OVERLAP = 0.5  # share of the app's users whose school and prior-score third also hold non-users
+MIN_OVERLAP = 0.5  # share of an app's users whose school and prior-score third hold other amounts of use
 MIN_PEERS = 5  # a band's median use of an app needs at least this many users
 TOP = 3
 ALPHA = 0.05  # intervals are 95%; the corrected ones jointly over the apps tested
@@ -141,7 +142,7 @@ def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
     minutes = mine["minutes"].to_numpy(dtype="float64")[keep]
     app = pd.Categorical(mine["app"], categories=apps).codes[keep]
     in_window = days_before <= window_days
-    window = np.bincount(who[in_window] * k + app[in_window], minutes[in_window], n * k).reshape(n, k)
+    window = np.bincount(who[in_window] * k + app[in_window], minutes[in_window], n * k).reshape(n, k).astype("float64")
     earlier = np.bincount(who[~in_window] * k + app[~in_window], minutes[~in_window], n * k).reshape(n, k)
     day_keys = np.unique(who.astype("int64") * 100_000 + days_before)
     active = np.bincount((day_keys // 100_000).astype("int64"), minlength=n).astype("float64")
@@ -152,6 +153,7 @@ def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
     t = np.arange(trend_weeks, dtype="float64") - (trend_weeks - 1) / 2
     span = (rows["cutoff"] - pd.Timestamp(year_start)).dt.days.to_numpy(dtype="float64")  # days before the cutoff
     earlier_weeks = np.clip(span - window_days, 0, None) / 7
+    earlier, active = earlier.astype("float64"), active.astype("float64")
     earlier = np.divide(earlier, earlier_weeks[:, None], out=np.zeros_like(earlier), where=earlier_weeks[:, None] > 0)
     active = np.divide(active, span / 7, out=np.zeros_like(active), where=span > 0)
     out = rows.copy()
@@ -214,7 +216,7 @@ class Score:
     cv_mae: float
     cv_r2: float
     fold_maes: tuple[float, ...]
-    design: str = "grouped_cv"
+    design: str = "grouped_cv"  # or shuffled_cv, when fewer than FOLDS schools are known
 
 
 def _score(name: str, y: np.ndarray, predicted: np.ndarray, parts, design: str) -> Score:
@@ -228,7 +230,8 @@ def cross_validate(features: pd.DataFrame, apps: Sequence[str], models: Mapping[
     least FOLDS schools are known, else shuffled."""
     X, y = model_frame(features, apps), features["target"].to_numpy(dtype="float64")
     schools = features["school_id"]
-    if schools.notna().all() and schools.nunique() >= FOLDS:
+    design = "grouped_cv" if schools.notna().all() and schools.nunique() >= FOLDS else "shuffled_cv"
+    if design == "grouped_cv":
         splits = list(GroupKFold(n_splits=FOLDS).split(X, y, schools.astype(str).to_numpy()))
     else:
         splits = list(KFold(n_splits=min(FOLDS, len(X)), shuffle=True, random_state=random_state).split(X))
@@ -238,25 +241,7 @@ def cross_validate(features: pd.DataFrame, apps: Sequence[str], models: Mapping[
             predicted = np.empty(len(y))
             for train, test in splits:
                 predicted[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test])
-            scores[name] = _score(name, y, predicted, [test for _, test in splits], "grouped_cv")
-    return scores
-
-
-def backtest(earlier: pd.DataFrame, latest: pd.DataFrame, apps: Sequence[str],
-             models: Mapping[str, Pipeline]) -> dict[str, Score]:
-    """Time split: fit each model on the earlier assessments (features cut before each),
-    score it on the latest ones. Fold figures: the latest rows split into FOLDS groups of
-    schools (or of students when there are fewer schools)."""
-    Xa, ya = model_frame(earlier, apps), earlier["target"].to_numpy(dtype="float64")
-    Xb, yb = model_frame(latest, apps), latest["target"].to_numpy(dtype="float64")
-    groups = latest["school_id"].astype(str).to_numpy() if latest["school_id"].nunique() >= FOLDS \
-        else np.arange(len(latest))
-    parts = [test for _, test in GroupKFold(n_splits=FOLDS).split(Xb, yb, groups)]
-    scores = {}
-    with threadpool_limits(THREADS):
-        for name, model in models.items():
-            predicted = clone(model).fit(Xa, ya).predict(Xb)
-            scores[name] = _score(name, yb, predicted, parts, "time_split")
+            scores[name] = _score(name, y, predicted, [test for _, test in splits], design)
     return scores
 
 
@@ -264,8 +249,8 @@ def gate(scores: Mapping[str, Score], margin: float = GATE_MARGIN) -> tuple[str 
     """The best candidate that clears the gate against the baseline (or None), and a verdict
     for every model naming both figures."""
     base = scores[BASELINE]
-    how = {"time_split": "time split (fit on earlier assessments, scored on the latest)",
-           "grouped_cv": f"{len(base.fold_maes)} folds grouped by school"}[base.design]
+    how = f"{len(base.fold_maes)} folds grouped by school" if base.design == "grouped_cv" else \
+        f"{len(base.fold_maes)} shuffled folds"
     verdicts = {BASELINE: f"baseline: prior score + school + grade, MAE {base.cv_mae:.2f} on {how}"}
     passing = []
     for name, s in scores.items():
@@ -301,13 +286,13 @@ def adjusted_effects(features: pd.DataFrame, apps: Sequence[str], *, min_users: 
     Output, one row per app: app, effect, std_error, ci95_low/ci95_high (the app alone),
     ci_low/ci_high (corrected: jointly 95% over the `tested` apps, Bonferroni), p_adjusted,
     students (users in the window), overlap (share of users whose school and prior-score
-    third also hold non-users), status (why it is or is not resolved), tested.
+    third hold students with a different amount of use), status (why it is or is not resolved), tested.
     """
     apps = list(apps)
     hours_now = features[[win(a) for a in apps]].to_numpy(dtype="float64") / 60
     hours_before = features[[pre(a) for a in apps]].to_numpy(dtype="float64") / 60
     users = (hours_now > 0).sum(axis=0)
-    overlap = _overlap(features, hours_now > 0)
+    overlap = _overlap(features, hours_now)
     tested = (users >= min_users) & (overlap >= MIN_OVERLAP)
     prior = features["prior"].to_numpy(dtype="float64")
     missing = np.isnan(prior)
@@ -364,21 +349,22 @@ def _demean(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
     return values - (sums / counts)[group]
 
 
-def _overlap(features: pd.DataFrame, used: np.ndarray) -> np.ndarray:
+def _overlap(features: pd.DataFrame, hours: np.ndarray) -> np.ndarray:
     """Per app: the share of its users whose stratum (school x prior-score third, missing
-    prior its own third) also holds students who did not use it in the window."""
+    prior its own third) also holds students with a different amount of use in the window
+    (non-users or other doses): the users the adjusted comparison can rest on."""
     prior = features["prior"].astype("float64")
     third = pd.qcut(prior.rank(method="first"), 3, labels=False) if prior.notna().sum() >= 3 else prior * 0
     stratum = pd.factorize(
         features["school_id"].astype("object").fillna("unknown").astype(str) + "|" + third.fillna(-1).astype(str)
     )[0]
-    S = int(stratum.max()) + 1 if len(stratum) else 0
-    shares = np.zeros(used.shape[1])
-    for j in range(used.shape[1]):
-        users = np.bincount(stratum, weights=used[:, j], minlength=S)
-        everyone = np.bincount(stratum, minlength=S)
-        mixed = users < everyone
-        shares[j] = users[mixed].sum() / users.sum() if users.sum() else 0.0
+    shares = np.zeros(hours.shape[1])
+    for j in range(hours.shape[1]):
+        h = pd.Series(hours[:, j])
+        by = h.groupby(stratum)
+        varies = (by.transform("max") > by.transform("min")).to_numpy()
+        users = hours[:, j] > 0
+        shares[j] = (users & varies).sum() / users.sum() if users.any() else 0.0
     return shares
 
 
@@ -386,7 +372,7 @@ def _status(row, min_users: int) -> str:
     if row.students < min_users:
         return f"too few users ({row.students} < {min_users})"
     if row.overlap < MIN_OVERLAP:
-        return (f"no overlap: {row.overlap:.0%} of its users have comparable non-users "
+        return (f"no overlap: {row.overlap:.0%} of its users have comparable students who used it less "
                 f"(needs {MIN_OVERLAP:.0%})")
     if not np.isfinite(row.effect):
         return "not estimable"
@@ -467,7 +453,7 @@ def reasons(features: pd.DataFrame, picks: pd.DataFrame, *, district_reason: str
 class Outcome:
     """What one district's recommendations computed."""
     students: int
-    design: str  # time_split | grouped_cv | none
+    design: str  # grouped_cv | shuffled_cv | none
     scores: dict[str, Score] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
     chosen: str | None = None
@@ -492,16 +478,7 @@ def recommend(students: pd.DataFrame, assessments: pd.DataFrame, usage: pd.DataF
                                     f"schools (needs {min_students} and {min_schools})")
     else:
         models = candidate_models(apps, random_state)
-        earlier = usage_features(assessment_rows(students, assessments, back=1), usage, apps,
-                                 window_days=window_days, year_start=year_start)
-        # The time split compares like with like: rows whose prior is this year's previous
-        # assessment on both sides (an earlier-year average means something else to a model).
-        earlier = earlier.loc[earlier["prior_source"] == "assessment"]
-        later = latest.loc[latest["prior_source"] == "assessment"]
-        if min(len(earlier), len(later)) >= min_students and later["school_id"].nunique() >= FOLDS:
-            outcome.scores = backtest(earlier, later, apps, models)
-        else:
-            outcome.scores = cross_validate(latest, apps, models, random_state)
+        outcome.scores = cross_validate(latest, apps, models, random_state)
         outcome.design = outcome.scores[BASELINE].design
         outcome.chosen, outcome.verdicts = gate(outcome.scores)
         outcome.effects = adjusted_effects(latest, apps, min_users=min_users)

@@ -257,7 +257,7 @@ app_effects = Table(
     Column("ci95_low", Float),  # the app alone, uncorrected
     Column("ci95_high", Float),
     Column("p_adjusted", Float),  # Bonferroni over the apps tested
-    Column("overlap", Float),  # share of users whose school and prior-score third hold non-users
+    Column("overlap", Float),  # share of users whose school and prior-score third hold other amounts of use
     Column("status", Text),  # resolved: higher scores | resolved: lower scores | unresolved ... | too few users ...
     Column("evidence", String(16)),
 )
@@ -277,7 +277,7 @@ model_runs = Table(
     Column("basis", String(8), nullable=False),  # model | baseline | unused | effects | none: what this fit was to the recommendations (README)
     Column("as_of", Date),
     Column("verdict", Text),  # why this fit did or did not speak
-    Column("validation", String(16)),  # time_split | grouped_cv | none
+    Column("validation", String(16)),  # grouped_cv | shuffled_cv | none
 )
 
 # Who holds a named lock, for databases without advisory locks (SQLite); a holder that

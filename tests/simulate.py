@@ -20,7 +20,8 @@ from analytics.bands import performance_band
 
 AS_OF = date(2026, 11, 22)
 ASSESSED = date(2026, 11, 2)  # the latest assessment
-EARLIER = date(2026, 9, 25)  # the one before, when `two_assessments`
+EARLIER = date(2026, 9, 25)  # the one before, when prior="assessment"
+FIRST = date(2026, 8, 20)  # and the first, before any use
 WINDOW = 30
 BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
 
@@ -48,8 +49,8 @@ class Simulated:
 
 def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10, prior: str = "year",
              usage_after: bool = False, noise: float = 4.0, school_level_sd: float = 4.0) -> Simulated:
-    """prior: "year" (an earlier-year average), "assessment" (two assessments this year, the
-    earlier one the prior and usage before each), or "none". usage_after: every use falls
+    """prior: "year" (an earlier-year average), "assessment" (three assessments this year: the
+    one before each is its prior, and the use before each counts), or "none". usage_after: every use falls
     after the latest assessment (the leaky shape)."""
     rng = np.random.default_rng(seed)
     ids = np.array([f"s{i:05d}" for i in range(n)])
@@ -101,6 +102,8 @@ def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10
     prior_average = np.full(n, np.nan)
     if prior == "assessment":
         assessments.append(pd.DataFrame({"student_id": ids, "date": EARLIER, "score": prior_score}))
+        first = np.clip(true_level + rng.normal(0, noise, n), 0, 100)
+        assessments.append(pd.DataFrame({"student_id": ids, "date": FIRST, "score": first}))
     elif prior == "year":
         prior_average = prior_score
     assessments = pd.concat(assessments, ignore_index=True)

@@ -4,7 +4,7 @@ planted: 360 type 1 students in 6 schools; score = 40 + 10/hour of `boost` in th
   assessment window - 3/hour of `drag` + 0 x `idle` + noise (sd 4). Plus students of
   types 2, 3 and 4, who must never get recommendations.
 noise:   the same usage, scores that ignore it.
-tiny:    20 type 1 students: always peers.
+tiny:    20 type 1 students: too small for the model basis; every student gets the reason.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import config
 from runner.leases import exclusive
 from storage.frames import read_frame
 from runner.cycle import run_cycle
-from models import app_effects, model_runs, recommendations
+from models import app_effects, model_runs, recommendation_reasons, recommendations
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,10 @@ def district_files(root, district: str, n: int, *, planted: bool, seed: int) -> 
     ids = [f"{district[:1]}{i:04d}" for i in range(n)]
     hours = pd.DataFrame(rng.uniform(0, 2.5, size=(n, 3)), columns=APPS, index=ids)
     usage = []
-    for app in APPS:  # each student's window minutes spread over 5 days before the assessment
+    for app in APPS:  # each student's window minutes spread over 5 days before the assessment day
         for k in range(5):
             usage.append(pd.DataFrame({"student_id": ids, "app": app,
-                                       "date": (ASSESSED - timedelta(days=3 * k)).isoformat(),
+                                       "date": (ASSESSED - timedelta(days=1 + 3 * k)).isoformat(),
                                        "minutes": (hours[app] * 60 / 5).round(3).to_numpy()}))
     if planted:
         score = 40 + 10 * hours["boost"] - 3 * hours["drag"] + rng.normal(0, 4, n)
@@ -84,42 +84,50 @@ def planted(engine, tmp_path):
     return landing, hours
 
 
-def test_the_model_beats_the_baseline_and_speaks(engine, planted):
+def test_a_usage_model_beats_the_baseline_and_every_row_says_what_it_is(engine, planted):
     runs = table(engine, model_runs, "planted").set_index("algorithm")
-    assert set(runs.index) == {"dummy_mean", "ridge", "gradient_boosting", "linear_effects"}
-    assert (runs["students"] == 360).all()
+    assert set(runs.index) == {"baseline_ridge", "usage_ridge", "usage_boosting", "adjusted_effects"}
+    assert (runs["students"] == 360).all() and (runs["validation"] == "grouped_cv").all()
     chosen = runs.loc[runs["verdict"].str.startswith("chosen")]
-    assert len(chosen) == 1
-    # basis says what each fit was to the recommendations: the baseline is never a basis
-    other = ({"ridge", "gradient_boosting"} - set(chosen.index)).pop()
-    assert runs["basis"].to_dict() == {"dummy_mean": "baseline", chosen.index[0]: "model", other: "unused",
-                                       "linear_effects": "effects"}
-    assert chosen["cv_mae"].iloc[0] < 0.95 * chosen["baseline_mae"].iloc[0]
+    assert len(chosen) == 1 and chosen["basis"].iloc[0] == "model"
+    other = ({"usage_ridge", "usage_boosting"} - set(chosen.index)).pop()
+    assert runs["basis"].to_dict() == {"baseline_ridge": "baseline", chosen.index[0]: "model", other: "unused",
+                                       "adjusted_effects": "effects"}
+    # both figures on every fitted row: its own MAE and the baseline's on the same folds
+    assert (runs["baseline_mae"] == runs.loc["baseline_ridge", "cv_mae"]).all()
+    assert chosen["cv_mae"].iloc[0] < 0.98 * chosen["baseline_mae"].iloc[0]
     recs = table(engine, recommendations, "planted")
     assert (recs["basis"] == "model").all() and recs["expected_gain"].notna().all()
-    assert set(recs["model_id"]) == set(runs.loc[runs["verdict"].str.startswith("chosen"), "model_id"])
+    assert (recs["gain_low"] <= recs["expected_gain"]).all() and (recs["expected_gain"] <= recs["gain_high"]).all()
+    assert set(recs["model_id"]) == {runs.loc["adjusted_effects", "model_id"]}  # one estimate behind every gain
+    assert set(recs["evidence"]) == {"promising"} and recs["caveat"].str.contains("not a proven cause").all()
+    assert set(recs["period_start"].astype(str)) == {"2026-11-23"} and set(recs["period_end"].astype(str)) == {
+        "2026-12-22"}
 
 
 def test_app_effects_rank_the_planted_apps_with_honest_intervals(engine, planted):
     effects = table(engine, app_effects, "planted").set_index("app")
     assert effects.loc["boost", "effect"] > effects.loc["idle", "effect"] > effects.loc["drag", "effect"]
     assert 8 < effects.loc["boost", "effect"] < 12  # planted: +10 points per hour
-    assert effects.loc["boost", "ci_low"] > 0
+    assert effects.loc["boost", "status"] == "resolved: higher scores"
     assert effects.loc["idle", "ci_low"] < 0 < effects.loc["idle", "ci_high"]
-    assert effects.loc["drag", "ci_high"] < 0  # planted: -3 per hour
+    assert effects.loc["drag", "status"] == "resolved: lower scores"  # planted: -3 per hour
     assert (effects["students"] == 360).all()
+    # the corrected interval is wider than the app's own 95% one
+    assert ((effects["ci_high"] - effects["ci_low"]) > (effects["ci95_high"] - effects["ci95_low"])).all()
 
 
-def test_low_users_of_the_planted_app_get_it_recommended(engine, planted):
+def test_only_the_app_that_works_is_recommended_to_its_low_users(engine, planted):
     _, hours = planted
     recs = table(engine, recommendations, "planted")
+    assert set(recs["app"]) == {"boost"}  # idle's interval includes 0, drag lowers scores
     low = hours.index[hours["boost"] < hours["boost"].quantile(0.25)]
-    first = recs.loc[recs["rank"] == 1].set_index("student_id")["app"]
-    got = first.reindex(low)
-    assert (got == "boost").mean() > 0.9, got.value_counts(dropna=False)
-    assert (recs["expected_gain"] > 0).all()  # only positive predicted gains are recommended
-    boost = recs.loc[recs["app"] == "boost"]
-    assert (boost["suggested_minutes"] > boost["current_minutes"]).all()
+    assert recs.set_index("student_id")["app"].reindex(low).eq("boost").mean() > 0.9
+    assert (recs["suggested_minutes"] > recs["current_minutes"]).all() and (recs["gain_low"] > 0).all()
+    reasons = table(engine, recommendation_reasons, "planted")
+    assert set(reasons["student_id"]).isdisjoint(recs["student_id"])
+    assert len(reasons) + recs["student_id"].nunique() == 360
+    assert set(reasons["reason"]) <= {"already at the suggested use of each app with a resolved effect"}
 
 
 def test_types_2_to_4_never_get_recommendations(engine, planted):
@@ -130,41 +138,44 @@ def test_types_2_to_4_never_get_recommendations(engine, planted):
 def test_a_rerun_gives_identical_tables(engine, planted):
     landing, _ = planted
     before = {t.name: table(engine, t, "planted").sort_values(list(t.primary_key.columns.keys()), ignore_index=True)
-              for t in (recommendations, app_effects, model_runs)}
+              for t in (recommendations, recommendation_reasons, app_effects, model_runs)}
     again = cycle(engine, landing, "planted", jobs=["recommendations"], now=datetime(2026, 11, 23, tzinfo=timezone.utc))
     assert again.records[0].result.status == "skipped" and "up to date" in again.records[0].result.message
     recomputed = cycle(engine, landing, "planted", jobs=["recommendations"], force=True,
                        now=datetime(2026, 11, 23, tzinfo=timezone.utc))
     assert recomputed.records[0].result.status == "succeeded" and recomputed.records[0].result.rows_out == 0
-    for t in (recommendations, app_effects, model_runs):
+    for t in (recommendations, recommendation_reasons, app_effects, model_runs):
         after = table(engine, t, "planted").sort_values(list(t.primary_key.columns.keys()), ignore_index=True)
         pd.testing.assert_frame_equal(after, before[t.name])
 
 
-def test_a_pure_noise_district_falls_back_to_peers(engine, tmp_path):
+def test_a_pure_noise_district_says_nothing_and_says_why(engine, tmp_path):
     landing = tmp_path / "landing"
     district_files(landing, "noise", 360, planted=False, seed=2)
     result = cycle(engine, landing, "noise")
     assert result.records[-1].result.status == "succeeded"
     runs = table(engine, model_runs, "noise")
     basis = runs.set_index("algorithm")["basis"]
-    assert (basis["dummy_mean"], basis["linear_effects"]) == ("baseline", "effects")
-    assert sorted(basis[["ridge", "gradient_boosting"]]) == ["peers", "unused"]  # the best candidate says why
-    candidates = runs.loc[runs["algorithm"].isin(["ridge", "gradient_boosting"]), "verdict"]
-    assert len(candidates) == 2 and candidates.str.startswith("fails the gate").all()
-    recs = table(engine, recommendations, "noise")
-    assert len(recs) > 0 and (recs["basis"] == "peers").all() and recs["expected_gain"].isna().all()
-    assert (recs["suggested_minutes"] > recs["current_minutes"]).all()
+    assert basis.to_dict() == {"baseline_ridge": "baseline", "usage_ridge": "unused", "usage_boosting": "unused",
+                               "adjusted_effects": "effects"}
+    candidates = runs.loc[runs["algorithm"].isin(["usage_ridge", "usage_boosting"]), "verdict"]
+    assert candidates.str.startswith("fails the gate").all()
+    assert table(engine, recommendations, "noise").empty  # no slot filled by a peer gap
+    reasons = table(engine, recommendation_reasons, "noise")
+    assert len(reasons) == 360
+    assert set(reasons["reason"]) == {"usage did not predict scores beyond prior score, school and grade"}
 
 
-def test_too_few_students_always_use_peers_and_say_why(engine, tmp_path):
+def test_too_few_students_get_no_model_and_a_reason_each(engine, tmp_path):
     landing = tmp_path / "landing"
     district_files(landing, "tiny", 20, planted=True, seed=3)
     cycle(engine, landing, "tiny")
     [run] = table(engine, model_runs, "tiny").to_dict("records")
-    assert (run["algorithm"], run["basis"], run["students"]) == ("none", "peers", 20)
-    assert run["verdict"].startswith("too few type 1 students to validate a model (20 < 50)")
-    assert table(engine, app_effects, "tiny").empty
+    assert (run["algorithm"], run["basis"], run["students"]) == ("none", "none", 20)
+    assert run["verdict"].startswith("district too small for the model basis: 20 type 1 students and 6 schools "
+                                     "(needs 200 and 6)")
+    assert table(engine, app_effects, "tiny").empty and table(engine, recommendations, "tiny").empty
+    assert set(table(engine, recommendation_reasons, "tiny")["reason"]) == {"district too small"}
 
 
 def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted, monkeypatch):

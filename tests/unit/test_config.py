@@ -44,7 +44,8 @@ def test_unknown_top_level_key():
     raw = copy.deepcopy(VALID) | {"shedule": {}}
     assert problems(raw) == ["unknown key 'shedule'; expected one of "
                              "['assessment_window_days', 'bands', 'districts', 'latest_window_days', "
-                             "'most_used_top_n', 'schedule', 'school_year_start', 'stale_after_days']"]
+                             "'most_used_top_n', 'recommend_min_schools', 'recommend_min_students', "
+                             "'recommend_min_users', 'schedule', 'school_year_start', 'stale_after_days']"]
 
 
 def test_unknown_district_key_names_the_district():

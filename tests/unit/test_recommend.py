@@ -10,134 +10,182 @@ from analytics import recommend
 from analytics.recommend import Score
 
 APPS = ("ixl", "lexia")
+YEAR_START = date(2026, 8, 1)
 
 
 def students():
     return pd.DataFrame({
         "student_id": ["a", "b", "c"],
         "school_id": ["s1", "s1", "s2"],
+        "grade": ["3", "4", "3"],
         "type": pd.Series([1, 1, 2], dtype="Int64"),
         "score": [80.0, 60.0, 70.0],
         "performance": ["satisfactory", "needs improvement", "satisfactory"],
-        "latest_assessment": pd.to_datetime(["2026-11-15", "2026-10-01", None]),
         "prior_average": [75.0, np.nan, 50.0],
     })
 
 
+def assessments():
+    return pd.DataFrame({
+        "student_id": ["a", "a", "a", "b", "c"],
+        "date": ["2026-11-15", "2026-11-15", "2026-10-01", "2026-10-01", "2026-10-01"],
+        "score": [82.0, 78.0, 64.0, 60.0, 70.0],
+    })
+
+
 def usage():
-    rows = [  # a: weeks 0,1,2 before as-of 11-22 hold 10, 20, 30 minutes -> slope 10 a week
-        ("a", "ixl", "2026-11-08", 10.0), ("a", "ixl", "2026-11-15", 20.0), ("a", "lexia", "2026-11-22", 30.0),
-        ("b", "lexia", "2026-09-01", 40.0), ("b", "lexia", "2026-09-20", 5.0),  # b's window: 09-02..10-01
-        ("c", "ixl", "2026-11-01", 99.0),
+    rows = [  # a, cut at 11-15: weeks before it hold 30 (11-08..11-14), 20, 10 minutes
+        ("a", "ixl", "2026-11-14", 30.0), ("a", "ixl", "2026-11-05", 20.0), ("a", "ixl", "2026-10-30", 10.0),
+        ("a", "lexia", "2026-11-15", 500.0),  # the assessment day itself: not before it
+        ("a", "lexia", "2026-11-20", 600.0),  # after the assessment: never counted
+        ("a", "lexia", "2026-09-25", 70.0),  # 51 days before: earlier in the year, not the window
+        ("b", "lexia", "2026-09-30", 5.0), ("b", "lexia", "2026-08-11", 40.0),
+        ("c", "ixl", "2026-09-01", 99.0),
     ]
     return pd.DataFrame(rows, columns=["student_id", "app", "date", "minutes"])
 
 
-def features(**kw):
-    return recommend.student_features(students(), usage(), apps=APPS, year_start=date(2026, 8, 1),
-                                      as_of=date(2026, 11, 22), assessment_days=30, trend_weeks=3, **kw)
+def rows(back=0):
+    return recommend.assessment_rows(students(), assessments(), back=back)
 
 
-def test_features_hand_worked():
+def features(back=0):
+    return recommend.usage_features(rows(back), usage(), APPS, window_days=30, year_start=YEAR_START, trend_weeks=3)
+
+
+def test_the_target_is_the_latest_assessment_and_the_prior_the_one_before():
+    r = rows()
+    assert list(r.index) == ["a", "b"]  # type 1 only
+    assert r.loc["a", ["target", "prior", "prior_source"]].tolist() == [80.0, 64.0, "assessment"]  # 82, 78 same day
+    assert r.loc["b", "prior_source"] == "none" and np.isnan(r.loc["b", "prior"])
+    assert r["cutoff"].tolist() == [pd.Timestamp("2026-11-15"), pd.Timestamp("2026-10-01")]
+    earlier = rows(back=1)  # the time split's earlier rows: a's assessment of 10-01, prior her earlier-year average
+    assert list(earlier.index) == ["a"]
+    assert earlier.loc["a", ["target", "prior", "prior_source"]].tolist() == [64.0, 75.0, "earlier year"]
+
+
+def test_every_usage_feature_stops_the_day_before_the_assessment():
     f = features()
-    assert list(f.index) == ["a", "b"]  # type 1 only
-    # a: window 10-17..11-15 holds ixl 10 + 20; lexia on 11-22 is after the assessment
-    assert f.loc["a", ["win_ixl", "win_lexia", "ytd_ixl", "ytd_lexia"]].tolist() == [30.0, 0.0, 30.0, 30.0]
-    assert f.loc["b", ["win_ixl", "win_lexia", "ytd_ixl", "ytd_lexia"]].tolist() == [0.0, 5.0, 0.0, 45.0]
+    # a: window 10-16..11-14 holds ixl 30 + 20 + 10; lexia on and after 11-15 is not counted
+    assert f.loc["a", ["win_ixl", "win_lexia"]].tolist() == [60.0, 0.0]
+    # earlier in the year: a's lexia of 09-25, over the 106 - 30 = 76 days before her window, per week
+    assert f.loc["a", "pre_lexia"] == pytest.approx(70.0 / (76 / 7))
+    assert f.loc["b", ["win_ixl", "win_lexia"]].tolist() == [0.0, 5.0]
+    assert f.loc["b", "pre_lexia"] == pytest.approx(40.0 / ((61 - 30) / 7))
     assert f.loc["a", "trend"] == pytest.approx(10.0)  # least squares through (-1,10) (0,20) (1,30)
-    assert f.loc["b", "trend"] == 0.0  # no usage in the last 3 weeks
-    assert f["active_days"].tolist() == [3.0, 2.0]
-    assert f["prior_average"].isna().tolist() == [False, True]
-    assert list(f.columns[:7]) == recommend.feature_columns(APPS)
+    # active days per week from the year's start to the cutoff: a 4 days in 106, b 2 in 61
+    assert f["active_days"].tolist() == pytest.approx([4 / (106 / 7), 2 / (61 / 7)])
+    assert f["used_before"].tolist() == [True, True]
 
 
-def test_gate_needs_a_margin_and_most_folds():
-    base = Score("dummy_mean", 10.0, 0.0, (10, 10, 10, 10, 10))
-    good = Score("ridge", 9.0, 0.2, (9, 9, 9, 9, 11))  # 10% better, 4 of 5 folds
-    thin = Score("gradient_boosting", 9.6, 0.1, (9.6,) * 5)  # 4% better: below the margin
-    best, verdicts = recommend.gate({"dummy_mean": base, "ridge": good, "gradient_boosting": thin})
-    assert best == "ridge"
-    assert verdicts["ridge"].startswith("chosen: passes the gate: MAE +10.0% vs baseline")
-    assert verdicts["gradient_boosting"].startswith("fails the gate: MAE +4.0%")
-    lucky = Score("ridge", 8.0, 0.3, (5, 5, 11, 11, 8))  # 20% better on average, but 3 folds of 5
-    assert recommend.gate({"dummy_mean": base, "ridge": lucky})[0] is None
+def test_the_trend_counts_weeks_back_from_the_cutoff():
+    f = features()
+    # b: 5 minutes in the week before 10-01 (week 2 of 0..2), nothing in weeks 0 and 1
+    assert f.loc["b", "trend"] == pytest.approx(5 * 1 / 2)  # t = (-1, 0, 1): slope 5 / 2
 
 
-def band_frame():
-    # satisfactory users of ixl: 10, 20, 30, 40, 50 (median 30) and one non-user; lexia: 4 users only
+def test_use_only_after_the_assessment_is_no_use():
+    late = pd.DataFrame([("a", "ixl", "2026-11-16", 60.0), ("b", "lexia", "2026-10-02", 60.0)],
+                        columns=["student_id", "app", "date", "minutes"])
+    f = recommend.usage_features(rows(), late, APPS, window_days=30, year_start=YEAR_START)
+    assert f[recommend.usage_columns(APPS)].to_numpy().sum() == 0
+    assert not f["used_before"].any()
+
+
+def test_gate_needs_a_margin_and_most_folds_against_the_baseline():
+    base = Score(recommend.BASELINE, 10.0, 0.0, (10, 10, 10, 10, 10))
+    good = Score(recommend.USAGE_RIDGE, 9.0, 0.2, (9, 9, 9, 11, 11))  # 10% better, 3 of 5 folds
+    thin = Score(recommend.USAGE_BOOSTING, 9.9, 0.1, (9.9,) * 5)  # 1% better: below the margin
+    best, verdicts = recommend.gate({recommend.BASELINE: base, recommend.USAGE_RIDGE: good,
+                                     recommend.USAGE_BOOSTING: thin})
+    assert best == recommend.USAGE_RIDGE
+    assert verdicts[recommend.USAGE_RIDGE].startswith(
+        "chosen: passes the gate: MAE 9.00 vs baseline 10.00 (+10.0%, needs at least 2% better), better in 3 of 5")
+    assert verdicts[recommend.USAGE_BOOSTING].startswith("fails the gate: MAE 9.90 vs baseline 10.00 (+1.0%")
+    assert verdicts[recommend.BASELINE].startswith("baseline: prior score + school + grade, MAE 10.00")
+    lucky = Score(recommend.USAGE_RIDGE, 9.0, 0.2, (5, 10, 10, 10, 10))  # better overall, in 1 fold only
+    assert recommend.gate({recommend.BASELINE: base, recommend.USAGE_RIDGE: lucky})[0] is None
+
+
+def effect_frame(n=600, schools=12, seed=0, slope=2.0):
+    """Hand-built rows: score = 60 + slope x window hours of ixl + school level + noise."""
+    rng = np.random.default_rng(seed)
+    school = rng.integers(0, schools, n)
+    hours = rng.uniform(0, 3, n) * (rng.random(n) < 0.8)
+    level = rng.normal(0, 5, schools)[school]
+    return pd.DataFrame({
+        "win_ixl": hours * 60, "win_lexia": rng.uniform(0, 120, n), "pre_ixl": rng.uniform(0, 30, n),
+        "pre_lexia": rng.uniform(0, 30, n), "prior": 60 + level + rng.normal(0, 3, n),
+        "prior_source": "earlier year", "school_id": [f"s{s}" for s in school], "grade": "3",
+        "target": 60 + slope * hours + level + rng.normal(0, 3, n),
+    })
+
+
+def test_adjusted_effects_recover_a_planted_slope_and_correct_for_the_apps_tested():
+    e = recommend.adjusted_effects(effect_frame(), APPS).set_index("app")
+    assert e.loc["ixl", "effect"] == pytest.approx(2.0, abs=0.4)
+    assert e.loc["ixl", "ci_low"] > 0 and e.loc["ixl", "status"] == "resolved: higher scores"
+    assert e.loc["lexia", "ci_low"] < 0 < e.loc["lexia", "ci_high"]
+    # corrected: t at 1 - 0.05 / (2 x 2 apps) with 12 - 1 degrees of freedom, against 1 - 0.05 / 2
+    from scipy import stats
+    ratio = (e["ci_high"] - e["effect"]) / (e["ci95_high"] - e["effect"])
+    assert ratio.to_numpy() == pytest.approx([stats.t.ppf(1 - 0.0125, 11) / stats.t.ppf(0.975, 11)] * 2)
+    assert e["tested"].all() and e.loc["ixl", "students"] == (effect_frame()["win_ixl"] > 0).sum()
+
+
+def test_an_app_with_too_few_users_or_no_overlap_is_not_tested():
+    f = effect_frame()
+    f["win_lexia"] = np.where(np.arange(len(f)) < 10, 30.0, 0.0)  # 10 users
+    assert recommend.adjusted_effects(f, APPS).set_index("app").loc["lexia", "status"] == "too few users (10 < 30)"
+    f["win_lexia"] = np.where(f["school_id"].isin(["s0", "s1"]), 30.0, 0.0)  # whole schools use it, no one else
+    status = recommend.adjusted_effects(f, APPS).set_index("app").loc["lexia", "status"]
+    assert status.startswith("no overlap: 0% of its users have comparable students who used it less")
+
+
+def test_recommendations_come_from_the_resolved_effect_only():
     f = pd.DataFrame({
-        "win_ixl": [10, 20, 30, 40, 50, 0, 5, 0], "win_lexia": [1, 1, 1, 1, 0, 0, 0, 0],
-        "performance": ["satisfactory"] * 6 + ["needs improvement", "excellent"],
-    }, index=[f"s{i}" for i in range(8)]).astype({"win_ixl": float, "win_lexia": float})
-    return f
-
-
-def test_peer_medians_of_users_with_enough_peers():
-    medians = recommend.peer_medians(band_frame(), APPS)
-    assert medians.loc["satisfactory", "ixl"] == 30.0
-    assert np.isnan(medians.loc["satisfactory", "lexia"])  # 4 users < MIN_PEERS
-    assert np.isnan(medians.loc["excellent", "ixl"])
-
-
-def test_targets_are_the_next_band_up_and_excellent_keeps_its_own():
-    f = band_frame()
-    targets = recommend.next_band_targets(f, recommend.peer_medians(f, APPS), APPS)
-    assert targets.loc["s6", "ixl"] == 30.0  # needs improvement -> satisfactory's median
-    assert np.isnan(targets.loc["s0", "ixl"])  # satisfactory -> excellent: too few peers
-
-
-class Linear:
-    """A fitted 'model' whose gains are known: 0.1 points per window minute of ixl, 0.02 of lexia."""
-
-    def predict(self, X):
-        return 0.1 * X["win_ixl"].to_numpy() + 0.02 * X["win_lexia"].to_numpy()
-
-
-def test_model_recommendations_predict_the_gain_of_reaching_the_target():
-    f = pd.DataFrame({"win_ixl": [10.0, 50.0], "win_lexia": [0.0, 0.0], "ytd_ixl": [10.0, 50.0],
-                      "ytd_lexia": [0.0, 0.0], "trend": 0.0, "active_days": 1.0, "prior_average": 70.0},
-                     index=pd.Index(["p", "q"], name="student_id"))
-    targets = pd.DataFrame({"ixl": [30.0, 30.0], "lexia": [100.0, 100.0]}, index=f.index)
-    recs = recommend.model_recommendations(Linear(), f, targets, APPS)
-    got = [(r.student_id, r.rank, r.app, r.current_minutes, r.suggested_minutes, round(r.gain, 6))
-           for r in recs.itertuples()]
-    assert got == [
-        ("p", 1, "ixl", 10.0, 30.0, 2.0),  # +20 minutes x 0.1 = 2 points
-        ("p", 2, "lexia", 0.0, 100.0, 2.0),  # +100 x 0.02 = 2: a tie, ixl first
-        ("q", 1, "lexia", 0.0, 100.0, 2.0),  # q's ixl is above the target: never lowered
-    ]
-
-
-def test_peer_recommendations_rank_by_the_gap_in_minutes():
-    f = pd.DataFrame({"win_ixl": [10.0], "win_lexia": [90.0]}, index=pd.Index(["p"], name="student_id"))
-    targets = pd.DataFrame({"ixl": [30.0], "lexia": [100.0]}, index=f.index)
-    recs = recommend.peer_recommendations(f, targets, APPS)
-    assert [(r.app, r.gain, r.suggested_minutes) for r in recs.itertuples()] == [("ixl", 20.0, 30.0),
-                                                                                   ("lexia", 10.0, 100.0)]
-
-
-def test_app_effects_recover_a_planted_slope():
-    rng = np.random.default_rng(0)
-    n = 400
-    f = pd.DataFrame({"win_ixl": rng.uniform(0, 120, n), "win_lexia": rng.uniform(0, 120, n),
-                      "prior_average": np.where(rng.random(n) < 0.3, np.nan, 60.0)})
-    f["score"] = 50 + 6 * f["win_ixl"] / 60 + rng.normal(0, 3, n)
-    effects = recommend.app_effects(f, APPS, resamples=100).set_index("app")
-    assert effects.loc["ixl", "ci_low"] < 6 < effects.loc["ixl", "ci_high"]
-    assert effects.loc["lexia", "ci_low"] < 0 < effects.loc["lexia", "ci_high"]
-    assert effects["students"].tolist() == [n, n]
+        "win_ixl": [0.0, 60.0, 120.0, 240.0, 240.0, 240.0, 240.0, 240.0],
+        "win_lexia": [0.0, 0.0, 0.0, 100.0, 100.0, 100.0, 100.0, 100.0],
+        "performance": ["satisfactory", "satisfactory", "satisfactory", "excellent", "excellent", "excellent",
+                        "excellent", "excellent"],
+        "used_before": [True, True, False, True, True, True, True, True],
+    }, index=pd.Index(list("abcdefgh"), name="student_id"))
+    effects = pd.DataFrame({"app": ["ixl", "lexia"], "effect": [2.0, 5.0], "ci_low": [1.0, -1.0],
+                            "ci_high": [3.0, 11.0],
+                            "status": ["resolved: higher scores", "unresolved: corrected interval includes 0"]})
+    picks = recommend.effect_recommendations(f, effects, APPS).set_index("student_id")
+    # a and b: up to the excellent median of ixl (240 min); c used nothing before her assessment;
+    # lexia's interval includes 0, so it fills no slot however large its estimate
+    assert list(picks.index) == ["a", "b"] and (picks["app"] == "ixl").all()
+    assert picks.loc["a", ["current_minutes", "suggested_minutes", "gain", "gain_low", "gain_high"]].tolist() == \
+        [0.0, 240.0, 8.0, 4.0, 12.0]  # 4 extra hours x 2 (1 to 3) points an hour
+    assert picks.loc["b", "gain"] == pytest.approx(6.0)
+    why = recommend.reasons(f, picks.reset_index(), district_reason=None, effects=effects)
+    assert why["c"] == recommend.NO_USAGE
+    assert why["d"] == recommend.AT_TARGET
 
 
 def test_candidate_models_follow_scikit_learn_conventions():
-    models = recommend.candidate_models(random_state=7)
-    assert set(models) == {"dummy_mean", "ridge", "gradient_boosting"}
+    models = recommend.candidate_models(APPS, random_state=3)
+    assert set(models) == {recommend.BASELINE, recommend.USAGE_RIDGE, recommend.USAGE_BOOSTING}
     assert all(isinstance(m, Pipeline) for m in models.values())
-    assert models["gradient_boosting"][-1].random_state == 7
+    assert models[recommend.USAGE_BOOSTING].named_steps["model"].random_state == 3
 
 
 def test_inputs_are_not_mutated():
-    s, u = students(), usage()
-    recommend.student_features(s, u, apps=APPS, year_start=date(2026, 8, 1), as_of=date(2026, 11, 22),
-                               assessment_days=30)
-    pd.testing.assert_frame_equal(s, students())
-    pd.testing.assert_frame_equal(u, usage())
+    s, a, u = students(), assessments(), usage()
+    before = (s.copy(), a.copy(), u.copy())
+    recommend.recommend(s, a, u, APPS, window_days=30, year_start=YEAR_START)
+    for now, then in zip((s, a, u), before):
+        pd.testing.assert_frame_equal(now, then)
+
+
+def test_a_small_district_gets_a_reason_for_every_student():
+    out = recommend.recommend(students(), assessments(), usage(), APPS, window_days=30, year_start=YEAR_START)
+    assert out.district_reason == recommend.TOO_SMALL and out.picks.empty
+    assert out.reasons.to_dict() == {"a": recommend.TOO_SMALL, "b": recommend.TOO_SMALL}
+    assert "2 type 1 students and 1 schools (needs 200 and 6)" in out.verdicts["none"]
+
+
+def test_the_period_is_the_window_after_the_as_of_day():
+    assert recommend.period(date(2026, 11, 22), 30) == (date(2026, 11, 23), date(2026, 12, 22))
