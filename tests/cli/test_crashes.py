@@ -49,7 +49,7 @@ def _columns(engine, name):
 
 
 def test_a_crash_at_any_step_then_a_rerun_ends_where_a_clean_run_does(tmp_path, urls):
-    district_files(tmp_path / "landing", "alpha", 40, planted=True, seed=21)  # peers: no training, quick
+    district_files(tmp_path / "landing", "alpha", 40, planted=True, seed=21)  # too small to fit: quick
     (tmp_path / "districts.yaml").write_text(f"districts:\n  - id: alpha\n    apps: [{', '.join(APPS)}]\n")
     clean = urls("clean")
     assert cycle(tmp_path, clean).returncode == 0

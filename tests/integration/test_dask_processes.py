@@ -28,7 +28,7 @@ from models import job_runs
 from tests.integration.test_recommendations import APPS, district_files
 
 REPO = Path(__file__).resolve().parents[2]
-DISTRICTS = {"ann": 40, "bob": 60}  # bob: enough type 1 students for a model
+DISTRICTS = {"ann": 40, "bob": 60}  # both below the model basis (200): recommendations record why, on the heavy worker
 JOBS = ("ingest", "dailypull", "most_used", "recommendations")
 START_SECONDS = 120  # hang guards only: how long a process may take to come up
 CYCLE_SECONDS = 600

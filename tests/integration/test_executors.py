@@ -16,7 +16,9 @@ from storage.frames import read_frame
 from runner import executors
 from runner.cycle import run_cycle
 from runner.executors import Executor
-from models import app_effects, district_app_summary, job_runs, model_runs, most_used_software, recommendations
+from models import (
+    app_effects, district_app_summary, job_runs, model_runs, most_used_software, recommendation_reasons, recommendations,
+)
 from tests.integration.test_recommendations import AS_OF, JOBS, district_files, settings
 
 pytestmark = pytest.mark.slow
@@ -24,8 +26,8 @@ pytestmark = pytest.mark.slow
 distributed = pytest.importorskip("distributed", reason="Dask is an optional extra: pip install -r requirements-dask.txt")
 
 NOW = datetime(2026, 11, 22, 2, tzinfo=timezone.utc)
-DISTRICTS = {"ann": 40, "bob": 60, "cat": 40, "dan": 30}  # bob: enough type 1 students for a model
-OUTPUTS = (most_used_software, district_app_summary, recommendations, app_effects, model_runs)
+DISTRICTS = {"ann": 40, "bob": 240, "cat": 40, "dan": 30}  # bob: enough type 1 students (200) for a model
+OUTPUTS = (most_used_software, district_app_summary, recommendations, recommendation_reasons, app_effects, model_runs)
 
 
 @pytest.fixture(scope="module")
