@@ -10,10 +10,9 @@ Design (the README's "Recommendations" explains it for analysts):
   2. Gate on what usage adds: the baseline is a ridge model of prior score + school + grade;
      the candidates add the usage features (ridge, and gradient boosting with one thread).
      A candidate passes when its MAE is at least GATE_MARGIN below the baseline's and below
-     it in GATE_FOLD_SHARE of the folds, 5 folds grouped by school. (A time split, fitting
-     on each student's earlier assessment and scoring the latest, was tried: with habitual
-     use the earlier score already carries the app's effect, so it failed real effects; the
-     README says so.)
+     it in GATE_FOLD_SHARE of the folds. The design: a time split (fit on each student's
+     assessment before the latest, score the latest) when the history allows it
+     (time_split_rows), else 5 folds grouped by school.
   3. One estimate per app: least squares of the target on every app's window hours,
      adjusted for earlier hours of every app, prior score, grade and school (school fixed
      effects), standard errors clustered by school, intervals widened for the number of apps
@@ -85,7 +84,7 @@ def usage_columns(apps: Sequence[str]) -> list[str]:
     return [*(win(a) for a in apps), *(pre(a) for a in apps), "trend", "active_days"]
 
 
-CONTROLS = ["prior", "prior_source", "school_id", "grade"]
+CONTROLS = ["prior", "prior_year", "prior_source", "school_id", "grade"]
 
 
 # --- 1. features cut at the assessment ---------------------------------------------------
@@ -115,6 +114,7 @@ def assessment_rows(students: pd.DataFrame, assessments: pd.DataFrame, *, back: 
     rows["target"] = here["score"].astype("float64")
     earlier_year = typed["prior_average"].reindex(rows.index).astype("float64")
     rows["prior"] = before.reindex(rows.index).astype("float64").fillna(earlier_year)
+    rows["prior_year"] = earlier_year  # a second measure of the student when the prior is an assessment
     rows["prior_source"] = np.where(before.reindex(rows.index).notna(), "assessment",
                                     np.where(earlier_year.notna(), "earlier year", "none"))
     for column in ("school_id", "grade", "performance"):
@@ -171,7 +171,7 @@ def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
 def _controls() -> list[tuple]:
     return [
         ("prior", Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-                            ("scale", StandardScaler())]), ["prior"]),
+                            ("scale", StandardScaler())]), ["prior", "prior_year"]),
         ("school_grade", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
          ["school_id", "grade", "prior_source"]),
     ]
@@ -189,7 +189,8 @@ def candidate_models(apps: Sequence[str], random_state: int = 0) -> dict[str, Pi
         ]),
         USAGE_BOOSTING: Pipeline([
             ("columns", ColumnTransformer([
-                ("prior", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), ["prior"]),
+                ("prior", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                 ["prior", "prior_year"]),
                 ("school_grade", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
                  ["school_id", "grade", "prior_source"]),
                 ("usage", "passthrough", used),
@@ -216,7 +217,7 @@ class Score:
     cv_mae: float
     cv_r2: float
     fold_maes: tuple[float, ...]
-    design: str = "grouped_cv"  # or shuffled_cv, when fewer than FOLDS schools are known
+    design: str = "grouped_cv"  # time_split, grouped_cv, or shuffled_cv (fewer than FOLDS schools known)
 
 
 def _score(name: str, y: np.ndarray, predicted: np.ndarray, parts, design: str) -> Score:
@@ -245,12 +246,59 @@ def cross_validate(features: pd.DataFrame, apps: Sequence[str], models: Mapping[
     return scores
 
 
+def time_split_rows(students: pd.DataFrame, assessments: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
+                    latest: pd.DataFrame, *, window_days: int, year_start: date,
+                    min_students: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The rows of a time split, or (None, None) when the history does not allow one.
+
+    Fit rows: each student's assessment before the latest, cut there; scored rows: the
+    latest. Like is compared with like: on both sides the prior is this year's previous
+    assessment (an earlier-year average means something else to a model), and the fit rows'
+    prior had use before it too, at least half as much per student as the fit rows
+    themselves (when the first assessment came before any use, its score carries no effect
+    of use while later ones do, and a model fitted across that change fails real effects).
+    Both sides need `min_students` rows and scored rows FOLDS schools."""
+    earlier = usage_features(assessment_rows(students, assessments, back=1), usage, apps,
+                             window_days=window_days, year_start=year_start)
+    earlier = earlier.loc[earlier["prior_source"] == "assessment"]
+    later = latest.loc[latest["prior_source"] == "assessment"]
+    if min(len(earlier), len(later)) < min_students or later["school_id"].nunique() < FOLDS:
+        return None, None
+    before_prior = usage_features(assessment_rows(students, assessments, back=2), usage, apps,
+                                  window_days=window_days, year_start=year_start)
+    window = [win(a) for a in apps]
+    used_then = before_prior[window].sum(axis=1).reindex(earlier.index).fillna(0).mean()
+    used_now = earlier[window].sum(axis=1).mean()
+    if used_now <= 0 or used_then < 0.5 * used_now:
+        return None, None
+    return earlier, later
+
+
+def backtest(earlier: pd.DataFrame, latest: pd.DataFrame, apps: Sequence[str],
+             models: Mapping[str, Pipeline]) -> dict[str, Score]:
+    """Time split: fit each model on the earlier assessments (features cut before each),
+    score it on the latest ones. Fold figures: the latest rows split into FOLDS groups of
+    schools (or of students when there are fewer schools)."""
+    Xa, ya = model_frame(earlier, apps), earlier["target"].to_numpy(dtype="float64")
+    Xb, yb = model_frame(latest, apps), latest["target"].to_numpy(dtype="float64")
+    groups = latest["school_id"].astype(str).to_numpy() if latest["school_id"].nunique() >= FOLDS \
+        else np.arange(len(latest))
+    parts = [test for _, test in GroupKFold(n_splits=FOLDS).split(Xb, yb, groups)]
+    scores = {}
+    with threadpool_limits(THREADS):
+        for name, model in models.items():
+            predicted = clone(model).fit(Xa, ya).predict(Xb)
+            scores[name] = _score(name, yb, predicted, parts, "time_split")
+    return scores
+
+
 def gate(scores: Mapping[str, Score], margin: float = GATE_MARGIN) -> tuple[str | None, dict[str, str]]:
     """The best candidate that clears the gate against the baseline (or None), and a verdict
     for every model naming both figures."""
     base = scores[BASELINE]
-    how = f"{len(base.fold_maes)} folds grouped by school" if base.design == "grouped_cv" else \
-        f"{len(base.fold_maes)} shuffled folds"
+    how = {"time_split": "a time split (fit on each student's earlier assessment, scored on the latest)",
+           "grouped_cv": f"{len(base.fold_maes)} folds grouped by school",
+           "shuffled_cv": f"{len(base.fold_maes)} shuffled folds"}[base.design]
     verdicts = {BASELINE: f"baseline: prior score + school + grade, MAE {base.cv_mae:.2f} on {how}"}
     passing = []
     for name, s in scores.items():
@@ -300,8 +348,12 @@ def adjusted_effects(features: pd.DataFrame, apps: Sequence[str], *, min_users: 
     grade = pd.get_dummies(features["grade"].astype("object").fillna("unknown").astype(str), drop_first=True,
                            dtype="float64").to_numpy()
     source = pd.get_dummies(features["prior_source"].astype(str), drop_first=True, dtype="float64").to_numpy()
+    second = features["prior_year"].to_numpy(dtype="float64") if "prior_year" in features else np.full(len(prior), np.nan)
+    second_missing = np.isnan(second)
+    second = np.where(second_missing, np.nanmedian(second) if (~second_missing).any() else 0.0, second)
     X = np.hstack([hours_now, hours_before, prior[:, None], missing[:, None].astype("float64"), grade,
-                   source, source * prior[:, None]])  # a prior from this year's assessment weighs differently
+                   source, source * prior[:, None],  # a prior from this year's assessment weighs differently
+                   (second * ~second_missing)[:, None], second_missing[:, None].astype("float64")])
     y = features["target"].to_numpy(dtype="float64")
     school = pd.factorize(features["school_id"].astype("object").fillna("unknown"))[0]
     G = int(school.max()) + 1 if len(school) else 0
@@ -453,7 +505,7 @@ def reasons(features: pd.DataFrame, picks: pd.DataFrame, *, district_reason: str
 class Outcome:
     """What one district's recommendations computed."""
     students: int
-    design: str  # grouped_cv | shuffled_cv | none
+    design: str  # time_split | grouped_cv | shuffled_cv | none
     scores: dict[str, Score] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
     chosen: str | None = None
@@ -478,7 +530,12 @@ def recommend(students: pd.DataFrame, assessments: pd.DataFrame, usage: pd.DataF
                                     f"schools (needs {min_students} and {min_schools})")
     else:
         models = candidate_models(apps, random_state)
-        outcome.scores = cross_validate(latest, apps, models, random_state)
+        earlier, later = time_split_rows(students, assessments, usage, apps, latest, window_days=window_days,
+                                         year_start=year_start, min_students=min_students)
+        if earlier is not None:
+            outcome.scores = backtest(earlier, later, apps, models)
+        else:
+            outcome.scores = cross_validate(latest, apps, models, random_state)
         outcome.design = outcome.scores[BASELINE].design
         outcome.chosen, outcome.verdicts = gate(outcome.scores)
         outcome.effects = adjusted_effects(latest, apps, min_users=min_users)

@@ -113,8 +113,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         min_users=district.recommend_min_users, random_state=RANDOM_STATE,
     )
     features = outcome.features
-    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(
-        features.drop(columns=["cutoff"]).astype(str), index=True).to_numpy().tobytes()).hexdigest()
+    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(features, index=True).to_numpy().tobytes()).hexdigest()
     n = outcome.students
     runs: list[dict] = []
 

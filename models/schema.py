@@ -277,7 +277,7 @@ model_runs = Table(
     Column("basis", String(8), nullable=False),  # model | baseline | unused | effects | none: what this fit was to the recommendations (README)
     Column("as_of", Date),
     Column("verdict", Text),  # why this fit did or did not speak
-    Column("validation", String(16)),  # grouped_cv | shuffled_cv | none
+    Column("validation", String(16)),  # time_split | grouped_cv | shuffled_cv | none
 )
 
 # Who holds a named lock, for databases without advisory locks (SQLite); a holder that

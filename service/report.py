@@ -132,7 +132,7 @@ def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.Da
             f"(associated {p.expected_gain:+.1f} points, interval {p.gain_low:+.1f} to {p.gain_high:+.1f})"
             for p in picks.itertuples()
         )
-        lines.append(f"    {student}: {items}")
+        lines.append(f"    {student} ({picks['evidence'].iloc[0]} evidence): {items}")
     if len(reasons):
         counts = reasons["reason"].value_counts()
         lines.append("    without a recommendation: " + ", ".join(f"{n} {why}" for why, n in counts.items()))

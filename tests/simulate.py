@@ -50,7 +50,8 @@ class Simulated:
 def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10, prior: str = "year",
              usage_after: bool = False, noise: float = 4.0, school_level_sd: float = 4.0) -> Simulated:
     """prior: "year" (an earlier-year average), "assessment" (three assessments this year: the
-    one before each is its prior, and the use before each counts), or "none". usage_after: every use falls
+    one before each is its prior, and the use before each counts), "both" (those and an
+    earlier-year average), or "none". usage_after: every use falls
     after the latest assessment (the leaky shape)."""
     rng = np.random.default_rng(seed)
     ids = np.array([f"s{i:05d}" for i in range(n)])
@@ -81,7 +82,7 @@ def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10
     score = np.clip(true_level + gain + rng.normal(0, noise, n), 0, 100)
     # The earlier assessment (when there is one) reflects the use in the 30 days before it:
     # 3 of the 4 earlier days, 15 minutes per habit hour each.
-    before_earlier = 0.0 if (usage_after or prior != "assessment") else effect_of(habit * 0.75)
+    before_earlier = 0.0 if (usage_after or prior not in ("assessment", "both")) else effect_of(habit * 0.75)
     prior_score = np.clip(true_level + before_earlier + rng.normal(0, noise, n), 0, 100)
 
     usage = []
@@ -100,12 +101,14 @@ def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10
 
     assessments = [pd.DataFrame({"student_id": ids, "date": ASSESSED, "score": score})]
     prior_average = np.full(n, np.nan)
-    if prior == "assessment":
+    if prior in ("assessment", "both"):
         assessments.append(pd.DataFrame({"student_id": ids, "date": EARLIER, "score": prior_score}))
         first = np.clip(true_level + rng.normal(0, noise, n), 0, 100)
         assessments.append(pd.DataFrame({"student_id": ids, "date": FIRST, "score": first}))
-    elif prior == "year":
+    if prior == "year":
         prior_average = prior_score
+    elif prior == "both":  # last year's average too: a second, independent measure of the student
+        prior_average = np.clip(true_level + rng.normal(0, noise, n), 0, 100)
     assessments = pd.concat(assessments, ignore_index=True)
     mean = assessments.groupby("student_id")["score"].mean().reindex(ids)
     students = pd.DataFrame({
@@ -114,3 +117,50 @@ def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10
         "prior_average": prior_average,
     })
     return Simulated(students, assessments, usage, names, {k: a.effect for k, a in apps.items()}, hours)
+
+
+STEADY = (date(2026, 9, 1), date(2026, 10, 2), ASSESSED)  # three assessments, use before each
+
+
+def steady(seed: int, apps: dict[str, App], *, n: int = 600, schools: int = 10, noise: float = 4.0,
+           school_level_sd: float = 4.0) -> Simulated:
+    """A district in its steady state: three assessments this year (STEADY), each with its own
+    30 days of use before it (a student's habit times a draw between 0.6 and 1.4), each score
+    reflecting the use before it. The earlier assessments are the priors of the later ones:
+    the history a time split needs. `hours` holds the window before the latest assessment."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"s{i:05d}" for i in range(n)])
+    school = rng.integers(0, schools, n)
+    level = rng.normal(0, school_level_sd, schools)
+    ability = rng.normal(0, 1, n)
+    grade = rng.choice(["3", "4", "5"], n)
+    true_level = 65 + 9 * ability + level[school]
+    habit = {}
+    for name, app in apps.items():
+        school_use = rng.normal(0, app.school_sd, schools) + app.high_schools * (level > np.median(level))
+        h = app.base + app.ability * ability + school_use[school] + rng.normal(0, 0.8, n)
+        habit[name] = np.where(rng.random(n) < app.share, np.clip(h, 0.05, None), 0.0)
+    usage, assessments, windows = [], [], []
+    for day in STEADY:
+        hours = pd.DataFrame({name: habit[name] * rng.uniform(0.6, 1.4, n) for name in apps}, index=ids)
+        windows.append(hours)
+        gain = np.zeros(n)
+        for name, app in apps.items():
+            h = hours[name].to_numpy()
+            gain += app.effect * (2 * (1 - np.exp(-h / 2)) if app.saturating else h)
+        score = np.clip(true_level + gain + rng.normal(0, noise, n), 0, 100)
+        assessments.append(pd.DataFrame({"student_id": ids, "date": day, "score": score}))
+        for name in apps:
+            for k in range(5):  # 5 days in the 30 before the assessment
+                usage.append(pd.DataFrame({"student_id": ids, "app": name, "date": day - timedelta(days=1 + 6 * k),
+                                           "minutes": hours[name].to_numpy() * 12}))
+    usage = pd.concat(usage, ignore_index=True)
+    usage = usage.loc[usage["minutes"] > 0].reset_index(drop=True)
+    assessments = pd.concat(assessments, ignore_index=True)
+    mean = assessments.groupby("student_id")["score"].mean().reindex(ids)
+    students = pd.DataFrame({
+        "student_id": ids, "school_id": [f"school{s:02d}" for s in school], "grade": grade, "type": 1,
+        "score": mean.to_numpy(), "performance": performance_band(mean, BANDS).to_numpy(),
+        "prior_average": np.nan,
+    })
+    return Simulated(students, assessments, usage, list(apps), {k: a.effect for k, a in apps.items()}, windows[-1])

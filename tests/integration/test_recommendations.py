@@ -190,3 +190,19 @@ def test_a_second_instance_is_skipped_while_one_holds_the_lock(engine, planted, 
     assert "another instance" in result.records[0].result.message
     after = cycle(engine, landing, "planted", jobs=["recommendations"], force=True)  # released: runs again
     assert after.records[0].result.status == "succeeded"
+
+
+def test_the_report_says_what_each_figure_is(engine, planted):
+    from service.report import district_report
+
+    text = district_report(engine, settings("planted").district("planted"))
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("  recommendations: "))
+    assert "usage_ridge" in header or "usage_boosting" in header
+    assert "chosen: passes the gate" in header and "vs baseline" in header
+    assert any("evidence promising: an association adjusted for prior score, earlier use, school and grade, not a "
+               "proven cause" in line and "for 2026-11-23 to 2026-12-22" in line for line in lines)
+    students = [line for line in lines if line.startswith("    ") and "(promising evidence): boost" in line]
+    assert len(students) == 3 and all("associated +" in line and "interval +" in line for line in students)
+    effects = next(line for line in lines if line.startswith("  app effects"))
+    assert "boost +" in effects and "resolved: higher scores" in effects and "not causes" in effects

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analytics import recommend
-from tests.simulate import WINDOW, App, district
+from tests.simulate import WINDOW, App, district, steady
 
 pytestmark = pytest.mark.slow
 
@@ -143,3 +143,28 @@ def test_a_saturating_effect_is_resolved_and_its_gain_for_non_users_is_not_overs
         true_gain = 4.0 * 2 * (1 - np.exp(-hours / 2))
         # linear in hours over the range seen: from zero it understates a saturating app, never overstates
         assert (fresh["gain"] <= true_gain + 1e-9).mean() >= 0.9 if len(fresh) else True
+
+
+def test_a_steady_history_gives_a_time_split_that_finds_the_causal_app():
+    """Three assessments, each with its own month of use before it: fit on the second
+    (its prior the first), score the third (its prior the second)."""
+    out = run(steady(8000, MIX, n=600, schools=10))
+    assert out.design == "time_split"
+    assert "time split" in out.verdicts[recommend.BASELINE]
+    assert out.chosen is not None, out.verdicts
+    assert set(out.picks["app"]) == {"causal"}
+
+
+def test_a_steady_history_of_pure_noise_does_not_pass_the_time_split():
+    apps = {f"app{i}": App(ability=0.3 if i < 3 else 0.0, school_sd=0.5) for i in range(8)}
+    outcomes = [run(steady(8100 + seed, apps, n=400, schools=8)) for seed in range(10)]
+    assert {o.design for o in outcomes} == {"time_split"}
+    assert not any(o.chosen for o in outcomes)
+
+
+def test_a_first_assessment_before_any_use_is_no_history_for_a_time_split():
+    """Its score carries no effect of use while the later ones do: a model fitted across
+    that change would fail real effects, so the folds are grouped by school instead."""
+    out = run(district(8200, MIX, n=600, schools=10, prior="assessment"))
+    assert out.design == "grouped_cv"
+    assert set(out.picks["app"]) <= {"causal"}
