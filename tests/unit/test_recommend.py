@@ -189,3 +189,24 @@ def test_a_small_district_gets_a_reason_for_every_student():
 
 def test_the_period_is_the_window_after_the_as_of_day():
     assert recommend.period(date(2026, 11, 22), 30) == (date(2026, 11, 23), date(2026, 12, 22))
+
+
+def test_the_fast_ridge_chooses_the_penalty_by_exact_leave_one_out_error():
+    from sklearn.linear_model import Ridge, RidgeCV
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 3))
+    y = 2 * X[:, 0] - X[:, 2] + rng.normal(size=40) + 7
+    alphas = [0.01, 1.0, 30.0, 1000.0]
+    fast = recommend.GcvRidge(alphas=alphas).fit(X, y)
+
+    def loo(alpha):  # refit without each row in turn
+        errors = [y[i] - Ridge(alpha=alpha).fit(np.delete(X, i, 0), np.delete(y, i)).predict(X[i:i + 1])[0]
+                  for i in range(len(y))]
+        return np.mean(np.square(errors))
+
+    assert fast.alpha_ == min(alphas, key=loo)
+    reference = RidgeCV(alphas=alphas).fit(X, y)
+    assert fast.alpha_ == reference.alpha_
+    np.testing.assert_allclose(fast.coef_, reference.coef_, atol=1e-10)
+    np.testing.assert_allclose(fast.predict(X), reference.predict(X), atol=1e-10)
