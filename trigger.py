@@ -90,6 +90,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="the last cycles, each district's freshness, each "
                    "school's syncs (stale ones flagged), apps in usage a district does not list")
     p.add_argument("--json", action="store_true", help="with --status: as JSON, for machines")
+    p.add_argument("--reminders", action="store_true", help="with --status: the CLIx schools to remind before "
+                                                            "the next 2nd or 4th Friday, and why")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -117,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             return _onboard(args, settings_path, landing_dir, url, as_of)
         if args.offboard:
             return _offboard(args, settings_path, url)
-        if args.apps or args.name or args.check or args.drop or args.yes or (args.json and not args.status):
+        if args.apps or args.name or args.check or args.drop or args.yes or ((args.json or args.reminders) and not args.status):
             raise UsageError("--apps, --name and --check go with --onboard; --drop and --yes with --offboard; "
-                             "--json with --status")
+                             "--json and --reminders with --status")
         settings = config.load(settings_path)
         if args.status:
-            return _status(settings, url, as_of, as_json=args.json)
+            return _status(settings, url, as_of, as_json=args.json, reminders=args.reminders)
         executor = None if args.health else executors.choose(args.executor, args.workers, args.scheduler)
         if args.health or args.serve:
             return _service(args, settings_path, landing_dir, url, executor)
@@ -220,14 +222,14 @@ def _engine(url: str):
             pause = min(pause * 2, 30.0)
 
 
-def _status(settings, url: str, as_of: date, *, as_json: bool) -> int:
+def _status(settings, url: str, as_of: date, *, as_json: bool, reminders: bool = False) -> int:
     try:
         engine = _engine(url)
     except DatabaseUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    data = status.collect(engine, settings, today=as_of)
-    print(json.dumps(data, indent=2) if as_json else status.render(data))
+    data = status.collect(engine, settings, today=as_of, reminders=reminders)
+    print(json.dumps(data, indent=2, default=str) if as_json else status.render(data))
     return 0
 
 

@@ -9,6 +9,7 @@ config.load(path)` reads the file wherever it is called from.
 from config.districts import (
     DEFAULT_BANDS,
     DEFAULTS,
+    ClixOptions,
     ConfigError,
     District,
     Settings,
@@ -20,5 +21,5 @@ from config.districts import (
     yaml_load,
 )
 
-__all__ = ["DEFAULT_BANDS", "DEFAULTS", "ConfigError", "District", "Settings", "add_district_text", "load", "parse",
+__all__ = ["DEFAULT_BANDS", "DEFAULTS", "ClixOptions", "ConfigError", "District", "Settings", "add_district_text", "load", "parse",
            "set_enabled_text", "write_text_checked", "yaml_load"]

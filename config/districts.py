@@ -33,7 +33,8 @@ DEFAULTS: dict[str, int] = {
 }
 DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
 TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", *DEFAULTS}
-DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", *DEFAULTS}
+DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", *DEFAULTS}
+SOURCES = ("files", "clix")  # what the landing folder holds: our landing files, or CLIx school-server trees
 
 
 class ConfigError(Exception):
@@ -43,6 +44,19 @@ class ConfigError(Exception):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class ClixOptions:
+    """How a CLIx school-server tree is read (README, "CLIx school-server trees")."""
+    timezone: str = "Asia/Kolkata"  # the servers' naive local times are in this zone
+    visit_cap_minutes: int = 30  # an activity visit counts at most this long (idle tabs)
+    session_cap_minutes: int = 120  # a tool session (first to last event) counts at most this long
+    staff_accounts: tuple[str, ...] = ("^administrator$", "-sp100$", "^demo")  # regexes on the username
+    states: tuple[str, ...] = ("ct", "mz", "rj", "tg")  # state folders read; any other is reported
+
+
+CLIX_KEYS = {"timezone", "visit_cap_minutes", "session_cap_minutes", "staff_accounts", "states"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,8 @@ class District:
     recommend_min_students: int
     recommend_min_schools: int
     recommend_min_users: int
+    source: str = "files"  # "files" or "clix"
+    clix: ClixOptions = ClixOptions()
 
     def __hash__(self) -> int:  # bands is a dict; ids are unique within a config
         return hash(self.id)
@@ -293,11 +309,60 @@ def _district(
         k: _positive_int(entry[k], f"{label}: {k}", problems) if k in entry else v
         for k, v in defaults.items()
     }
+    source = entry.get("source", "files")
+    if source not in SOURCES:
+        problems.append(f"{label}: source must be one of {list(SOURCES)}; got {source!r}")
+    clix = _clix(entry.get("clix", {}), label, problems)
+    if "clix" in entry and source != "clix":
+        problems.append(f"{label}: clix options are given but source is {source!r} (set source: clix)")
     if len(problems) > before:
         return None
     return District(
-        id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings
+        id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings,
+        source=source, clix=clix,
     )
+
+
+def _clix(value: Any, label: str, problems: list[str]) -> ClixOptions:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    where = f"{label}: clix"
+    if not isinstance(value, dict):
+        problems.append(f"{where} must be a mapping of {sorted(CLIX_KEYS)}; got {value!r}")
+        return ClixOptions()
+    for key in sorted(set(value) - CLIX_KEYS, key=str):
+        problems.append(f"{where}: unknown key {key!r}; expected one of {sorted(CLIX_KEYS)}")
+    options = {}
+    zone = value.get("timezone", ClixOptions.timezone)
+    try:
+        if not isinstance(zone, str) or not zone:
+            raise ValueError
+        ZoneInfo(zone)
+        options["timezone"] = zone
+    except (ValueError, ZoneInfoNotFoundError):
+        problems.append(f"{where}: timezone must be an IANA time zone like \"Asia/Kolkata\"; got {zone!r}")
+    for key in ("visit_cap_minutes", "session_cap_minutes"):
+        if key in value:
+            options[key] = _positive_int(value[key], f"{where}: {key}", problems)
+    if "staff_accounts" in value:
+        rules = value["staff_accounts"]
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            problems.append(f"{where}: staff_accounts must be a list of regular expressions; got {rules!r}")
+        else:
+            for rule in rules:
+                try:
+                    re.compile(rule)
+                except re.error as exc:
+                    problems.append(f"{where}: staff_accounts: {rule!r} is not a regular expression ({exc})")
+            options["staff_accounts"] = tuple(rules)
+    if "states" in value:
+        states = value["states"]
+        if not isinstance(states, list) or not all(isinstance(c, str) and re.fullmatch(r"[a-z]{2,3}", c)
+                                                     for c in states):
+            problems.append(f"{where}: states must be a list of lower-case state codes like mz; got {states!r}")
+        else:
+            options["states"] = tuple(states)
+    return ClixOptions(**options)
 
 
 # --- editing districts.yaml as text, so comments, order and the other districts stay -----

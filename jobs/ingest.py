@@ -32,8 +32,9 @@ from config.secrets import MASK, redact, secret_values
 from storage.database import is_postgres, lock_key
 from storage.frames import Prepared, bulk_insert, upsert_from_select, upsert_rows
 from readers.decrypt import remove_stale_folders
-from jobs import rollup
+from jobs import clix, rollup
 from jobs.job import COMPLETED_WITH_ERRORS, JobContext, JobResult, checkpoint, plural
+from readers import clix as clix_tree
 from readers.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from readers.limits import Limits, bounded_raw
 from models import SOURCE_TABLES, ingested_files, rejected_rows
@@ -58,6 +59,7 @@ class FileOutcome:
     reasons: Counter | None = None
     error: str | None = None
     nothing_loaded: str | None = None  # loaded, but every row was rejected: the note saying why
+    counted: Counter | None = None  # school-server files: what the mapping rules counted (left out, capped)
 
 
 def unconfigured_folders(landing_dir: Path, settings: Settings) -> list[str]:
@@ -71,7 +73,13 @@ def unconfigured_folders(landing_dir: Path, settings: Settings) -> list[str]:
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     remove_stale_folders()
-    files = discover(ctx.landing_dir, district.id)
+    report = None
+    if district.source == "clix":
+        files, report = clix_tree.discover_tree(ctx.landing_dir, district.id, district.clix.states)
+        for folder, why in report.problems:
+            log.warning("%s: %s: %s; not read", district.id, folder, why)
+    else:
+        files = discover(ctx.landing_dir, district.id)
     if ctx.force:  # replay files in the order they were first loaded, then new ones by arrival
         with engine.connect() as conn:
             loaded_at = dict(conn.execute(_current_file_ids(district)).all())
@@ -79,6 +87,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     current = {} if ctx.force else _current_versions(engine, district)
     counts: Counter = Counter()
     reasons: Counter = Counter()
+    counted: Counter = Counter()
     result = JobResult()
     failed: list[tuple[str, str]] = []  # (relpath, error) of the files that failed
     nothing: list[tuple[str, str]] = []  # (relpath, note) of the files that loaded no row of several
@@ -90,6 +99,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         result.rows_out += outcome.rows_loaded
         result.rows_rejected += outcome.rows_rejected
         reasons.update(outcome.reasons or {})
+        counted.update(outcome.counted or {})
         if outcome.status == FAILED_FILE:
             reasons[f"file failed: {outcome.error}"] += 1
             failed.append((file.relpath, outcome.error))
@@ -118,6 +128,15 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
                            + _names([path for path, _ in nothing], district))
     if reasons:
         result.message += "; top reasons: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(3))
+    if report is not None:
+        if counted:
+            result.message += "; counted: " + ", ".join(f"{what} {n:,}" for what, n in sorted(counted.items()))
+        if report.summary():
+            result.message += "; " + report.summary()
+        with engine.begin() as conn:
+            sync, _ = clix.publish_sync(conn, district, report.schools, ctx.as_of, ctx.now)
+        result.message += "; " + clix.sync_summary(sync)
+        result.details.update(counted=dict(counted), tree_problems=report.problems, ignored=dict(report.ignored))
     return result
 
 
@@ -191,14 +210,18 @@ def _latest_version(conn, district: District, relpath: str):
 def _loaded_elsewhere(conn, district: District, file: LandingFile, sha: str) -> str | None:
     """Another path whose current (latest loaded) version has exactly these bytes."""
     current = _current_file_ids(district).subquery()
-    return conn.execute(
-        select(ingested_files.c.path).where(
-            ingested_files.c.file_id.in_(select(current.c.file_id)),
-            ingested_files.c.sha256 == sha,
-            ingested_files.c.status == LOADED,
-            ingested_files.c.path != file.relpath,
-        ).order_by(ingested_files.c.file_id).limit(1)
-    ).scalar()
+    same = select(ingested_files.c.path).where(
+        ingested_files.c.file_id.in_(select(current.c.file_id)),
+        ingested_files.c.sha256 == sha,
+        ingested_files.c.status == LOADED,
+        ingested_files.c.path != file.relpath,
+    ).order_by(ingested_files.c.file_id)
+    if file.source is None:
+        return conn.execute(same.limit(1)).scalar()
+    # a school-server tree: one delivery is the same bytes under the same name in the same
+    # school's folder, whichever year folder holds it (two schools' heartbeats may match byte for byte)
+    tail = file.relpath.split("/")[2:]
+    return next((path for path in conn.execute(same).scalars() if path.split("/")[2:] == tail), None)
 
 
 def lock_district(conn, district: District) -> None:
@@ -342,12 +365,20 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     # Fastest first; each later plan is what the one before hands over to, after rolling
     # back what it wrote: (Arrow reader, rows straight into the table) -> (Arrow reader,
     # staging + merge) -> (exact reader, staging + merge).
+    counted: Counter = Counter()
+    if file.source == clix_tree.HEARTBEAT:
+        notes = clix.load_heartbeat(conn, district, file, size, file_id, Limits.from_environment())
+        conn.execute(update(ingested_files).where(ingested_files.c.file_id == file_id).values(
+            status=LOADED, rows_loaded=1, rows_rejected=0, notes="; ".join(notes) or None,
+            finished_at=datetime.now(timezone.utc)))
+        return FileOutcome(LOADED, rows_loaded=1)
     fast, direct = True, _direct_ok(conn, file)
     while True:
         try:
             with conn.begin_nested():
+                counted.clear()
                 loaded, rejected, reasons, notes, examples = _read_and_write(
-                    conn, district, file, sha, size, file_id, start, fast=fast, direct=direct)
+                    conn, district, file, sha, size, file_id, start, fast=fast, direct=direct, counted=counted)
             break
         except NeedsExactReader as exc:
             log.debug("%s: the exact reader takes over: %s", file.relpath, exc)
@@ -368,7 +399,7 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     )
     checkpoint("ingest.merged")
     return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=rejected, reasons=reasons,
-                       nothing_loaded=rejections if loaded == 0 and rejected else None)
+                       nothing_loaded=rejections if loaded == 0 and rejected else None, counted=counted)
 
 
 class _KeysExist(Exception):
@@ -383,7 +414,7 @@ def _direct_ok(conn, file: LandingFile) -> bool:
 
 
 def _read_and_write(conn, district: District, file: LandingFile, sha: str, size: int, file_id: int,
-                    start: tuple[int, int], *, fast: bool, direct: bool
+                    start: tuple[int, int], *, fast: bool, direct: bool, counted: Counter | None = None
                     ) -> tuple[int, int, Counter, list[str], dict[str, str]]:
     kind = KINDS[file.kind]
     target = SOURCE_TABLES[file.kind]
@@ -421,6 +452,8 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             yield Prepared(table, rows, postgres), bad
 
     with FileReader(file, size, fast=fast) as reader:
+        if file.source is not None:
+            reader.clix = clix.context(conn, district, file)
         with ahead(prepared_chunks()) as chunks:
             for rows, bad in chunks:
                 loaded += _copy_new_rows(conn, table, rows) if direct else bulk_insert(conn, table, rows)
@@ -433,6 +466,10 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                     if len(examples) < 2:
                         examples = slashed_day_examples(bad["reason"]) | examples
         notes = list(reader.notes)
+        if reader.clix is not None:
+            notes += clix.write_extras(conn, district, reader.clix, file_id)
+            if counted is not None:
+                counted.update(reader.clix.counts)
         if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
     checkpoint("ingest.staged")

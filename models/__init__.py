@@ -2,6 +2,10 @@
 from models.schema import (
     SOURCE_TABLES,
     app_effects,
+    clix_accounts,
+    progress,
+    school_heartbeats,
+    school_sync,
     model_runs,
     recommendation_reasons,
     recommendations,
@@ -27,6 +31,10 @@ from models.schema import (
 __all__ = [
     "SOURCE_TABLES",
     "app_effects",
+    "clix_accounts",
+    "progress",
+    "school_heartbeats",
+    "school_sync",
     "model_runs",
     "recommendation_reasons",
     "recommendations",

@@ -132,6 +132,78 @@ ingested_files = Table(
 )
 Index("ix_ingested_files_sha", ingested_files.c.district_id, ingested_files.c.sha256)
 
+# --- CLIx school-server trees (README, "CLIx school-server trees") ---------------------------
+
+progress = Table(  # per student and unit, from users-analytics exports; a later export replaces an earlier one
+    "progress",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("unit", Text, primary_key=True),  # the unit's name as the export gives it
+    Column("app", String(41), nullable=False),  # the unit's app id, as in usage
+    Column("module", Text),
+    Column("total_lessons", Integer),
+    Column("lessons_visited", Integer),
+    Column("total_activities", Integer),
+    Column("activities_visited", Integer),
+    Column("quiz_items_attempted", Integer),
+    Column("quiz_items_correct", Integer),
+    Column("exported_at", DateTime(timezone=True), nullable=False),  # from the file name, local time -> UTC
+    Column("file_id", BigInteger, nullable=False),
+)
+
+clix_accounts = Table(  # user id -> username per server, so tool logs (by user id) meet visits (by username)
+    "clix_accounts",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("server_id", String(32), primary_key=True),
+    Column("user_id", String(32), primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("staff", SmallInteger, nullable=False),  # 1: a staff or demo account (left out of every table)
+    Column("file_id", BigInteger, nullable=False),
+)
+
+school_heartbeats = Table(
+    "school_heartbeats",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("school_id", String(64), nullable=False),  # the school code
+    Column("server_id", String(32), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), primary_key=True),  # the server was on then (file name, -> UTC)
+    Column("disk_used_bytes", BigInteger),  # `df -h` of / (sizes as df prints them, 1024-based)
+    Column("disk_free_bytes", BigInteger),
+    Column("uptime_seconds", BigInteger),
+    Column("note", Text),  # an empty or cut file: seen, and what was missing
+    Column("file_id", BigInteger, nullable=False),
+)
+
+school_sync = Table(  # output: each school server's sync health as of a day (README)
+    "school_sync",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("school", String(96), primary_key=True),  # the tree's folder, <school code>-<server id>
+    Column("school_id", String(64), nullable=False),
+    Column("server_id", String(32), nullable=False),
+    Column("state_code", String(8)),
+    Column("as_of", Date, nullable=False),
+    Column("last_heartbeat_at", DateTime(timezone=True)),
+    Column("last_visits_file_at", DateTime(timezone=True)),
+    Column("last_users_file_at", DateTime(timezone=True)),
+    Column("last_tool_log_at", DateTime(timezone=True)),
+    Column("last_heartbeat_file_at", DateTime(timezone=True)),
+    Column("last_sync_at", DateTime(timezone=True)),
+    Column("days_since_sync", Integer),
+    Column("server_on_days", Integer, nullable=False),  # this month, up to as_of
+    Column("second_friday", Date, nullable=False),
+    Column("seen_second_friday", SmallInteger),  # 1 seen, 0 not seen, NULL still to come
+    Column("fourth_friday", Date, nullable=False),
+    Column("seen_fourth_friday", SmallInteger),
+    Column("bytes_this_month", BigInteger, nullable=False),
+    Column("volume", String(16), nullable=False),  # below | within | above the 10-100 MB a month expected
+    Column("state", String(16), nullable=False),  # ok | late | missed Friday | silent
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
 rejected_rows = Table(
     "rejected_rows",
     metadata,

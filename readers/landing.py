@@ -65,6 +65,7 @@ class LandingFile:
     bytes: int
     modified_at: datetime
     refused: str | None = None  # why discovery will not read it (a link out of the folder, a FIFO...)
+    source: str | None = None  # None: one of our landing files; else a school-server file (readers/clix.py)
 
     @property
     def ending(self) -> str | None:
@@ -75,6 +76,8 @@ class LandingFile:
     def problem(self) -> str | None:
         if self.refused:
             return self.refused
+        if self.source is not None:
+            return None
         if self.kind is None:
             return f"file name must start with one of {', '.join(KINDS)}"
         if self.format is None:
@@ -93,14 +96,15 @@ def classify(name: str) -> tuple[str | None, str | None, bool]:
     return kind, fmt, encrypted
 
 
-def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
+def discover(landing_dir: Path, district_id: str, enter=None) -> list[LandingFile]:
     """Every regular file under LANDING_DIR/<district_id>/, oldest first (then by path).
 
     Hidden files and folders (a sync tool's partial downloads) are left alone. Discovery
     never leaves the district's folder: a symbolic link is read only when it resolves to a
     regular file inside that same folder; a link out of it (to /etc, to the process's
     environment, to another district's folder), a link to a folder, a mount point, a FIFO,
-    socket or device is listed with `refused` set, and is never opened.
+    socket or device is listed with `refused` set, and is never opened. `enter(parts)`, when
+    given, says whether to enter the folder at those path parts (under the district's folder).
     """
     root = Path(landing_dir) / district_id
     if not root.is_dir():
@@ -119,7 +123,7 @@ def discover(landing_dir: Path, district_id: str) -> list[LandingFile]:
                                                                  "(sync the folder itself into the district's folder)"))
             elif os.path.ismount(folder):
                 found.append(_refused(root, district_id, folder, "a mount point: not entered"))
-            else:
+            elif enter is None or enter(folder.relative_to(root).parts):
                 entered.append(name)
         dirnames[:] = entered
         for name in filenames:
@@ -574,9 +578,10 @@ class FileReader:
                  limits: Limits | None = None):
         self.file = file
         self.limits = limits or Limits.from_environment()
-        self.fast = fast and file.format in (".csv", ".csv.gz")
+        self.fast = fast and file.source is None and file.format in (".csv", ".csv.gz")
         self.size = size
         self.kind = KINDS[file.kind]
+        self.clix = None  # a readers.clix.ClixContext for a school-server file
         self.chunk_rows = chunk_rows
         self.notes: list[str] = []
         self.columns: set[str] = set()  # the kind's columns this file has (after reading)
@@ -594,7 +599,11 @@ class FileReader:
             if self.file.encrypted:
                 path = self._stack.enter_context(decrypted(path))
                 limit = path.stat().st_size
-            if self.file.format == ".parquet":
+            if self.file.source is not None:
+                from readers import clix
+
+                chunks = clix.chunks(self.file, path, limit, self.limits, self.clix)
+            elif self.file.format == ".parquet":
                 chunks = _parquet_chunks(path, self.kind, self.chunk_rows, self.notes, self.limits)
             else:
                 handle = self._stack.enter_context(open_regular(path) if not self.file.encrypted

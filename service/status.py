@@ -11,7 +11,9 @@ from datetime import date, datetime
 import pandas as pd
 from sqlalchemy import func, select
 
+from analytics import clix as clix_rules
 from config import Settings
+from jobs import clix
 from storage.frames import read_frame
 from jobs.job import plural
 from service.report import text_table
@@ -35,7 +37,7 @@ def _month_start(day: date, back: int = 0) -> date:
     return date(year, month, 1)
 
 
-def collect(engine, settings: Settings, *, today: date) -> dict:
+def collect(engine, settings: Settings, *, today: date, reminders: bool = False) -> dict:
     with engine.connect() as conn:
         runs = read_frame(conn, select(job_runs))
         files = read_frame(conn, select(ingested_files.c.file_id, ingested_files.c.district_id,
@@ -46,13 +48,67 @@ def collect(engine, settings: Settings, *, today: date) -> dict:
         newest = dict(conn.execute(select(usage.c.district_id, func.max(usage.c.date)).group_by(usage.c.district_id)).all())
         apps = conn.execute(select(usage.c.district_id, usage.c.app, func.count())
                             .group_by(usage.c.district_id, usage.c.app)).all()
-    return {
+    servers = _servers(engine, settings, today)
+    out = {
         "as_of": today.isoformat(),
         "cycles": _cycles(runs),
         "districts": _districts(settings, runs, newest, apps, files),
         "schools": _schools(settings, files, today),
         "failed_files": failed_files(files),
+        "school_servers": servers,
     }
+    if reminders:
+        out["reminders"] = _reminders(servers, today)
+    return out
+
+
+_ORDER = [clix_rules.SILENT, clix_rules.LATE, clix_rules.MISSED_FRIDAY, clix_rules.OK]
+
+
+def _servers(engine, settings: Settings, today: date) -> list[dict]:
+    """Each CLIx school server's sync health as of `today` (the school_sync rules)."""
+    out = []
+    for district in settings.districts:
+        if district.source != "clix":
+            continue
+        with engine.connect() as conn:
+            frame = clix.sync_frame(conn, district, today)
+        for row in frame.to_dict("records"):
+            out.append({"district_id": district.id, **{k: _plain(v) for k, v in row.items()}})
+    return out
+
+
+def _plain(value):
+    if value is None or (not isinstance(value, (str, date)) and pd.isna(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, (datetime, pd.Timestamp)):
+        return _utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+def _reminders(servers: list[dict], today: date) -> dict:
+    """The next 2nd or 4th Friday and every CLIx school to remind before it (the procedure
+    reminds every school), the ones with a problem first, each with why."""
+    friday = clix_rules.next_sync_friday(today)
+    schools = sorted(servers, key=lambda s: (_ORDER.index(s["state"]), s["district_id"], s["school"]))
+    return {"friday": friday.isoformat(), "days_until": (friday - today).days,
+            "schools": [{"district_id": s["district_id"], "school": s["school"], "state": s["state"],
+                         "why": _why(s)} for s in schools]}
+
+
+def _why(s: dict) -> str:
+    if s["state"] == clix_rules.SILENT:
+        return "nothing received this month"
+    if s["state"] == clix_rules.LATE:
+        return (f"no file for {s['days_since_sync']} days" if s["days_since_sync"] is not None
+                else "no file received yet")
+    if s["state"] == clix_rules.MISSED_FRIDAY:
+        missed = [s[f] for f, seen in (("second_friday", "seen_second_friday"), ("fourth_friday", "seen_fourth_friday"))
+                  if s[seen] == 0]
+        return "server not seen on " + " and ".join(missed)
+    return "on track: a routine reminder"
 
 
 def failed_files(files: pd.DataFrame) -> list[dict]:
@@ -156,6 +212,11 @@ def _when(text: str | None) -> str:
     return text[:16].replace("T", " ") if text else "-"
 
 
+def _friday(s: dict, which: str) -> str:
+    seen = s[f"seen_{which}_friday"]
+    return f"{s[f'{which}_friday'][5:]} " + ("to come" if seen is None else "seen" if seen else "NOT SEEN")
+
+
 def render(data: dict) -> str:
     out = [f"Last cycles (as of {data['as_of']})"]
     rows = [[c["cycle_id"], _when(c["started_at"]), _when(c["finished_at"]),
@@ -179,6 +240,20 @@ def render(data: dict) -> str:
         out.append("\nFiles that failed to load (until a version of the same path loads)")
         out.append(text_table([[f["district_id"], f["path"], f["error"] or "-"] for f in data["failed_files"]],
                               ["district", "file", "why"]))
+    if data.get("school_servers"):
+        out.append(f"\nSchool servers (CLIx: on for 4 hours on the 2nd and 4th Fridays; 10-100 MB a month expected)")
+        out.append(text_table([[s["district_id"], s["school"], s["state"], _when(s["last_heartbeat_at"]),
+                                _when(s["last_sync_at"]), "-" if s["days_since_sync"] is None else s["days_since_sync"],
+                                s["server_on_days"], _friday(s, "second"), _friday(s, "fourth"),
+                                f"{_size(s['bytes_this_month'])} ({s['volume']})"]
+                               for s in data["school_servers"]],
+                              ["district", "school", "state", "last heartbeat (UTC)", "last sync (UTC)", "days since",
+                               "days on this month", "2nd Friday", "4th Friday", "bytes this month"]))
+    if "reminders" in data:
+        r = data["reminders"]
+        out.append(f"\nRemind before Friday {r['friday']} (in {r['days_until']} days)")
+        out.append(text_table([[s["district_id"], s["school"], s["state"], s["why"]] for s in r["schools"]],
+                              ["district", "school", "state", "why"]) if r["schools"] else "  no CLIx school")
     out.append("\nSchools")
     rows = [[s["district_id"], s["school"], _when(s["last_file_at"]), s["files_this_month"],
              _size(s["bytes_this_month"]), s["files_last_month"], _size(s["bytes_last_month"]),
