@@ -351,8 +351,9 @@ def school_sync(schools: pd.DataFrame, files: pd.DataFrame, heartbeats: pd.DataF
     local = ZoneInfo(zone)
     month_start = date(as_of.year, as_of.month, 1)
     second, fourth = sync_fridays(as_of.year, as_of.month)
-    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), local).astimezone(timezone.utc)
-    start = datetime.combine(month_start, datetime.min.time(), local).astimezone(timezone.utc)
+    after = as_of + timedelta(days=1)
+    end = datetime(after.year, after.month, after.day, tzinfo=local).astimezone(timezone.utc)
+    start = datetime(month_start.year, month_start.month, 1, tzinfo=local).astimezone(timezone.utc)
     files = files.assign(arrived_at=pd.to_datetime(files["arrived_at"], utc=True)) if len(files) else files
     heartbeats = heartbeats.assign(seen_at=pd.to_datetime(heartbeats["seen_at"], utc=True)) if len(heartbeats) \
         else heartbeats

@@ -451,9 +451,10 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                 rows = good
             yield Prepared(table, rows, postgres), bad
 
+    tree = clix.context(conn, district, file) if file.source is not None else None
     with FileReader(file, size, fast=fast) as reader:
-        if file.source is not None:
-            reader.clix = clix.context(conn, district, file)
+        if tree is not None:
+            reader.custom = lambda *where: clix_tree.chunks(*where, tree)
         with ahead(prepared_chunks()) as chunks:
             for rows, bad in chunks:
                 loaded += _copy_new_rows(conn, table, rows) if direct else bulk_insert(conn, table, rows)
@@ -466,10 +467,10 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                     if len(examples) < 2:
                         examples = slashed_day_examples(bad["reason"]) | examples
         notes = list(reader.notes)
-        if reader.clix is not None:
-            notes += clix.write_extras(conn, district, reader.clix, file_id)
+        if tree is not None:
+            notes += clix.write_extras(conn, district, tree, file_id)
             if counted is not None:
-                counted.update(reader.clix.counts)
+                counted.update(tree.counts)
         if not reader.unchanged(sha):
             raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
     checkpoint("ingest.staged")

@@ -581,7 +581,7 @@ class FileReader:
         self.fast = fast and file.source is None and file.format in (".csv", ".csv.gz")
         self.size = size
         self.kind = KINDS[file.kind]
-        self.clix = None  # a readers.clix.ClixContext for a school-server file
+        self.custom = None  # (file, path, limit, limits) -> chunks: a school-server file's own reader
         self.chunk_rows = chunk_rows
         self.notes: list[str] = []
         self.columns: set[str] = set()  # the kind's columns this file has (after reading)
@@ -599,10 +599,8 @@ class FileReader:
             if self.file.encrypted:
                 path = self._stack.enter_context(decrypted(path))
                 limit = path.stat().st_size
-            if self.file.source is not None:
-                from readers import clix
-
-                chunks = clix.chunks(self.file, path, limit, self.limits, self.clix)
+            if self.custom is not None:
+                chunks = self.custom(self.file, path, limit, self.limits)
             elif self.file.format == ".parquet":
                 chunks = _parquet_chunks(path, self.kind, self.chunk_rows, self.notes, self.limits)
             else:

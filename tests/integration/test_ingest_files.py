@@ -87,9 +87,9 @@ def test_each_file_takes_the_fastest_way_that_reads_and_merges_it_exactly(engine
     ways = []
     real = ingest._read_and_write
 
-    def spy(conn, district, file, *args, fast, direct):
+    def spy(conn, district, file, *args, fast, direct, **rest):
         ways.append((file.relpath.split("/")[-1], fast, direct))
-        return real(conn, district, file, *args, fast=fast, direct=direct)
+        return real(conn, district, file, *args, fast=fast, direct=direct, **rest)
 
     monkeypatch.setattr(ingest, "_read_and_write", spy)
     folder = tmp_path / "alpha"
