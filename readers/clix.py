@@ -30,7 +30,7 @@ import pandas as pd
 
 from analytics import clix
 from readers.landing import (
-    Chunk, FileUnreadable, LandingFile, _bounded_lines, _check_width, _text_stream, discover, open_regular,
+    Chunk, FileUnreadable, LandingFile, _bounded_lines, _check_width, _storable, _text_stream, discover, open_regular,
 )
 from readers.limits import Limits, LimitExceeded, json_depth
 
@@ -60,6 +60,7 @@ USER_COLUMNS = ("username", "user_id", "grade", "unit_name", "module_name", "tot
                 "total_activities", "activities_visited", "attempted_quizitems", "correct_attempted_quizitems",
                 "buddy_userids")
 CHUNK_ROWS = 50_000
+_UNREADABLE = re.compile("[\udc80-\udcff\x00]")
 
 
 @dataclass
@@ -178,7 +179,9 @@ class ClixContext:
 
 def _csv_rows(text: io.TextIOBase, wanted: tuple[str, ...], required: tuple[str, ...], limits: Limits,
               what: str) -> Iterator[pd.DataFrame]:
-    """A CSV file's rows in chunks: the wanted columns as text ("" when absent), line, raw."""
+    """A CSV file's rows in chunks, as (rows, bad rows): the wanted columns as text ("" when
+    absent), line, raw; a row with bytes that are not UTF-8 or a NUL is a bad row, shown with
+    U+FFFD, so no unreadable text reaches a mapping rule or the database."""
     reader = csv.reader(_bounded_lines(text, limits.line_bytes))
     header = next(reader, None)
     if header is None:
@@ -191,21 +194,26 @@ def _csv_rows(text: io.TextIOBase, wanted: tuple[str, ...], required: tuple[str,
                              f"header starts {', '.join(names[:8]) or 'with nothing'}")
     index = {c: names.index(c) for c in wanted if c in names}
     while True:
-        rows = []
+        rows, bad = [], []
         for row in reader:
             if not row:
                 continue
-            rows.append({**{c: (row[i] if i < len(row) else "") for c, i in index.items()},
-                         "line": reader.line_num, "raw": ",".join(row)[:4096]})
-            if len(rows) >= CHUNK_ROWS:
+            raw = ",".join(row)[:4096]
+            if _UNREADABLE.search(raw):
+                why = "the row has a NUL byte" if "\x00" in raw else "the row has bytes that are not UTF-8"
+                bad.append((reader.line_num, why, _storable(raw)))
+            else:
+                rows.append({**{c: (row[i] if i < len(row) else "") for c, i in index.items()},
+                             "line": reader.line_num, "raw": raw})
+            if len(rows) + len(bad) >= CHUNK_ROWS:
                 break
-        if not rows:
+        if not rows and not bad:
             return
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=[*index, "line", "raw"])
         for column in wanted:
             if column not in frame:
                 frame[column] = ""
-        yield frame
+        yield frame, clix._bad_frame(bad)
 
 
 def _empty_malformed() -> pd.DataFrame:
@@ -230,14 +238,14 @@ def chunks(file: LandingFile, path: Path, limit: int, limits: Limits, ctx: ClixC
             staff = clix.is_staff(username, ctx.staff_accounts)
             student = clix.student_id(server, username)
             text = _text_stream(binary, ".csv", limit, limits)
-            for raw in _csv_rows(text, VISIT_COLUMNS, ("Unit", "VisitedOn", "TimeSpentInSeconds"), limits,
-                                 "activity-visits CSV"):
+            for raw, unreadable in _csv_rows(text, VISIT_COLUMNS, ("Unit", "VisitedOn", "TimeSpentInSeconds"),
+                                             limits, "activity-visits CSV"):
                 if staff:
-                    ctx.counts["staff or demo account visits, left out"] += len(raw)
+                    ctx.counts["staff or demo account visits, left out"] += len(raw) + len(unreadable)
                     continue
                 cells, bad, counts = clix.visits_usage(raw, student, cap_minutes=ctx.visit_cap_minutes)
                 ctx.counts.update(counts)
-                yield Chunk(cells=cells, malformed=bad)
+                yield Chunk(cells=cells, malformed=_both(unreadable, bad))
         elif file.source == TOOLS:
             data = binary.read(limits.chunk_bytes + 1)
             if len(data) > limits.chunk_bytes:
@@ -271,16 +279,21 @@ def chunks(file: LandingFile, path: Path, limit: int, limits: Limits, ctx: ClixC
             local = name_time(file)
             exported = clix.to_utc(local, ctx.timezone)
             text = _text_stream(binary, ".csv", limit, limits)
-            for raw in _csv_rows(text, USER_COLUMNS, ("username", "user_id"), limits, "users-analytics CSV"):
+            for raw, unreadable in _csv_rows(text, USER_COLUMNS, ("username", "user_id"), limits,
+                                             "users-analytics CSV"):
                 students, progress, accounts, bad, counts = clix.users_rows(
                     raw, server_id=server, school_id=code, exported_at=exported, unit_slug=match["unit"],
                     staff_rules=ctx.staff_accounts)
                 ctx.counts.update(counts)
                 ctx.progress.append(progress)
                 ctx.new_accounts.append(accounts)
-                yield Chunk(cells=students, malformed=bad)
+                yield Chunk(cells=students, malformed=_both(unreadable, bad))
         else:
             raise FileUnreadable(f"{file.source} files are not read as chunks")
+
+
+def _both(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([first, second], ignore_index=True) if len(first) else second
 
 
 def read_heartbeat(path: Path, limit: int, limits: Limits) -> dict:

@@ -160,3 +160,19 @@ def test_a_tool_log_whose_user_no_export_names_is_rejected_with_the_reason(engin
     assert reasons == ["user id 99 is in no users-analytics export of this server (yet)"]
     assert failed["7-Turtle.json"].startswith("not valid JSON")
     assert result.status == "completed_with_errors" and _usage(engine) == EXPECTED["usage"]  # the rest loads
+
+
+def test_a_row_that_is_not_utf8_is_rejected_and_the_rest_of_its_file_loads(engine, tree):
+    folder = tree / "mizoram/2018/mz/2031017-mz17/gstudio/activity-timestamp-csvs"
+    (folder / "mz17-meena-activity-visits-20180921-10h05m.csv").write_bytes(
+        b"Unit,Lesson,Activity,Language,VisitedOn,OutTime,OutAction,TimeSpentInSeconds,Buddies\n"
+        b"Motion\xff\xfe,L1,A1,en,2018-09-14 11:00:00,,next,600,\n"
+        b"Motion,L1,A1,en,2018-09-14 12:00:00,,next,1\x0020,\n"
+        b"Motion,L1,A1,en,2018-09-15 12:00:00,,next,120,\n")
+    run(engine, tree)
+    from models import rejected_rows
+    with engine.connect() as conn:
+        rejected = [(r.line, r.reason, r.raw) for r in conn.execute(select(rejected_rows).order_by(rejected_rows.c.line))]
+    assert rejected == [(2, "the row has bytes that are not UTF-8", "Motion\ufffd\ufffd,L1,A1,en,2018-09-14 11:00:00,,next,600,"),
+                        (3, "the row has a NUL byte", "Motion,L1,A1,en,2018-09-14 12:00:00,,next,1\ufffd20,")]
+    assert _usage(engine)[("mz17-meena", "motion", "2018-09-15")] == 2.0
