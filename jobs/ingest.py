@@ -362,16 +362,16 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
         ).returning(ingested_files.c.file_id)
     ).scalar_one()
 
-    # Fastest first; each later plan is what the one before hands over to, after rolling
-    # back what it wrote: (Arrow reader, rows straight into the table) -> (Arrow reader,
-    # staging + merge) -> (exact reader, staging + merge).
     counted: Counter = Counter()
-    if file.source == clix_tree.HEARTBEAT:
+    if file.source == clix_tree.HEARTBEAT:  # a school server's heartbeat: one row, no rows to validate
         notes = clix.load_heartbeat(conn, district, file, size, file_id, Limits.from_environment())
         conn.execute(update(ingested_files).where(ingested_files.c.file_id == file_id).values(
             status=LOADED, rows_loaded=1, rows_rejected=0, notes="; ".join(notes) or None,
             finished_at=datetime.now(timezone.utc)))
         return FileOutcome(LOADED, rows_loaded=1)
+    # Fastest first; each later plan is what the one before hands over to, after rolling
+    # back what it wrote: (Arrow reader, rows straight into the table) -> (Arrow reader,
+    # staging + merge) -> (exact reader, staging + merge).
     fast, direct = True, _direct_ok(conn, file)
     while True:
         try:
