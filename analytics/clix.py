@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -139,14 +140,14 @@ def visits_usage(raw: pd.DataFrame, student: str, *, cap_minutes: int) -> tuple[
     counts: Counter = Counter()
     parts, bad = [], []
     cap = cap_minutes * 60
-    for row in raw.itertuples(index=False):
+    lengths = pd.to_numeric(raw["TimeSpentInSeconds"], errors="coerce")  # once, not a Series per row
+    for row, seconds in zip(raw.itertuples(index=False), lengths):
         app = app_id(row.Unit)
         start = parse_local(row.VisitedOn)
         if app is None or start is None:
             why = "Unit is empty" if app is None else f"VisitedOn {str(row.VisitedOn)[:40]!r} is not a time YYYY-MM-DD HH:MM:SS"
             bad.append((row.line, why, row.raw))
             continue
-        seconds = pd.to_numeric(pd.Series([row.TimeSpentInSeconds]), errors="coerce").iloc[0]
         if pd.isna(seconds) or seconds < 0:
             end = parse_local(row.OutTime)
             seconds = (end - start).total_seconds() if end is not None and end >= start else None
@@ -220,8 +221,11 @@ def tool_usage(events: list, file_user: str, student: str | None, tool: str, *, 
 # --- users-analytics -> students, progress, accounts -------------------------------------------
 
 def _count(value) -> int | None:
-    number = pd.to_numeric(pd.Series([clean_text(value)]), errors="coerce").iloc[0]
-    return None if pd.isna(number) or number < 0 else int(number)
+    try:
+        number = float(clean_text(value))
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number >= 0 else None
 
 
 def users_rows(raw: pd.DataFrame, *, server_id: str, school_id: str, exported_at: datetime, unit_slug: str,

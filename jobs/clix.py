@@ -54,8 +54,8 @@ def write_extras(conn, district: District, ctx: tree.ClixContext, file_id: int) 
                     progress.c.district_id == district.id,
                     tuple_(progress.c.student_id, progress.c.unit).in_(part)))})
         exported = pd.Timestamp(rows["exported_at"].iloc[0])
-        stale = [k for k in keys if k in newer and _utc(newer[k]) > _utc(exported)]
-        keep = rows.loc[[k not in set(stale) for k in keys]]
+        stale = {k for k in keys if k in newer and _utc(newer[k]) > _utc(exported)}
+        keep = rows.loc[[k not in stale for k in keys]]
         records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
                    for r in keep.to_dict("records")]
         upsert_rows(conn, progress, [{**r, "district_id": district.id, "file_id": file_id} for r in records],

@@ -47,6 +47,23 @@ class Simulated:
     hours: pd.DataFrame = field(repr=False)  # true window hours per student (index) and app
 
 
+def _population(rng, apps: dict[str, App], n: int, schools: int, school_level_sd: float):
+    """Students, their schools, a hidden ability, grades, their true level and each app's
+    hours (0 for non-users): the draws every simulated district starts from, in this order."""
+    ids = np.array([f"s{i:05d}" for i in range(n)])
+    school = rng.integers(0, schools, n)
+    level = rng.normal(0, school_level_sd, schools)
+    ability = rng.normal(0, 1, n)
+    grade = rng.choice(["3", "4", "5"], n)
+    true_level = 65 + 9 * ability + level[school]
+    hours = {}
+    for name, app in apps.items():
+        school_use = rng.normal(0, app.school_sd, schools) + app.high_schools * (level > np.median(level))
+        h = app.base + app.ability * ability + school_use[school] + rng.normal(0, 0.8, n)
+        hours[name] = np.where(rng.random(n) < app.share, np.clip(h, 0.05, None), 0.0)
+    return ids, school, level, ability, grade, true_level, hours
+
+
 def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10, prior: str = "year",
              usage_after: bool = False, noise: float = 4.0, school_level_sd: float = 4.0) -> Simulated:
     """prior: "year" (an earlier-year average), "assessment" (three assessments this year: the
@@ -54,19 +71,8 @@ def district(seed: int, apps: dict[str, App], *, n: int = 400, schools: int = 10
     earlier-year average), or "none". usage_after: every use falls
     after the latest assessment (the leaky shape)."""
     rng = np.random.default_rng(seed)
-    ids = np.array([f"s{i:05d}" for i in range(n)])
-    school = rng.integers(0, schools, n)
-    level = rng.normal(0, school_level_sd, schools)
-    ability = rng.normal(0, 1, n)
-    grade = rng.choice(["3", "4", "5"], n)
-    true_level = 65 + 9 * ability + level[school]
+    ids, school, level, ability, grade, true_level, hours = _population(rng, apps, n, schools, school_level_sd)
     names = list(apps)
-    hours = {}
-    for name, app in apps.items():
-        school_use = rng.normal(0, app.school_sd, schools) + app.high_schools * (level > np.median(level))
-        h = app.base + app.ability * ability + school_use[school] + rng.normal(0, 0.8, n)
-        uses = rng.random(n) < app.share
-        hours[name] = np.where(uses, np.clip(h, 0.05, None), 0.0)
     hours = pd.DataFrame(hours, index=ids)
 
     def effect_of(frame: pd.DataFrame) -> np.ndarray:
@@ -129,17 +135,7 @@ def steady(seed: int, apps: dict[str, App], *, n: int = 600, schools: int = 10, 
     reflecting the use before it. The earlier assessments are the priors of the later ones:
     the history a time split needs. `hours` holds the window before the latest assessment."""
     rng = np.random.default_rng(seed)
-    ids = np.array([f"s{i:05d}" for i in range(n)])
-    school = rng.integers(0, schools, n)
-    level = rng.normal(0, school_level_sd, schools)
-    ability = rng.normal(0, 1, n)
-    grade = rng.choice(["3", "4", "5"], n)
-    true_level = 65 + 9 * ability + level[school]
-    habit = {}
-    for name, app in apps.items():
-        school_use = rng.normal(0, app.school_sd, schools) + app.high_schools * (level > np.median(level))
-        h = app.base + app.ability * ability + school_use[school] + rng.normal(0, 0.8, n)
-        habit[name] = np.where(rng.random(n) < app.share, np.clip(h, 0.05, None), 0.0)
+    ids, school, level, ability, grade, true_level, habit = _population(rng, apps, n, schools, school_level_sd)
     usage, assessments, windows = [], [], []
     for day in STEADY:
         hours = pd.DataFrame({name: habit[name] * rng.uniform(0.6, 1.4, n) for name in apps}, index=ids)
