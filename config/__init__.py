@@ -10,6 +10,7 @@ from config.districts import (
     DEFAULT_BANDS,
     DEFAULTS,
     ClixOptions,
+    StandardsOptions,
     ConfigError,
     District,
     Settings,
@@ -21,5 +22,5 @@ from config.districts import (
     yaml_load,
 )
 
-__all__ = ["DEFAULT_BANDS", "DEFAULTS", "ClixOptions", "ConfigError", "District", "Settings", "add_district_text", "load", "parse",
+__all__ = ["DEFAULT_BANDS", "DEFAULTS", "ClixOptions", "ConfigError", "StandardsOptions", "District", "Settings", "add_district_text", "load", "parse",
            "set_enabled_text", "write_text_checked", "yaml_load"]

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, int] = {
 }
 DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
 TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", *DEFAULTS}
-DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", *DEFAULTS}
+DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", "standards", *DEFAULTS}
 SOURCES = ("files", "clix")  # what the landing folder holds: our landing files, or CLIx school-server trees
 
 
@@ -58,6 +58,34 @@ class ClixOptions:
 
 CLIX_KEYS = {"timezone", "visit_cap_minutes", "session_cap_minutes", "staff_accounts", "states"}
 
+_ADL = "http://adlnet.gov/expapi/verbs/"
+
+
+@dataclass(frozen=True)
+class StandardsOptions:
+    """How xAPI statements, Caliper events and OneRoster bundles map to our tables (README,
+    "xAPI, Caliper and OneRoster"): every rule that turns an outside value into ours."""
+    timezone: str = "UTC"  # the zone whose calendar day a session or a score falls on
+    actor: tuple[str, ...] = ("account.name",)  # xAPI actor -> student id, rules tried in order
+    caliper_actor: tuple[str, ...] = ("otherIdentifiers", "id.last_segment")  # Caliper Person -> student id
+    apps: tuple[tuple[str, str], ...] = ()  # (platform name or activity-id prefix, app id): the mapping table
+    assessment_verbs: tuple[str, ...] = tuple(_ADL + v for v in ("completed", "passed", "failed", "scored"))
+    caliper_usage_events: tuple[str, ...] = ("SessionEvent", "NavigationEvent", "ViewEvent")
+    session_gap_minutes: int = 30  # statements of one student and app less than this apart: one session
+    session_cap_minutes: int = 120  # a session (or a stated duration) counts at most this long
+    oneroster_student_id: str = "sourcedId"  # the users.csv column that is our student id
+
+    @property
+    def app_mapping(self) -> dict[str, str]:
+        return dict(self.apps)
+
+
+STANDARDS_KEYS = {"timezone", "actor", "caliper_actor", "apps", "assessment_verbs", "caliper_usage_events",
+                  "session_gap_minutes", "session_cap_minutes", "oneroster_student_id"}
+ACTOR_RULES = ("account.name", "mbox", "mbox_local", "mbox_sha1sum", "openid")  # analytics.standards
+CALIPER_ACTOR_RULES = ("otherIdentifiers", "id.last_segment", "id")
+ONEROSTER_ID_RULES = ("sourcedId", "identifier", "username")
+
 
 @dataclass(frozen=True)
 class District:
@@ -75,6 +103,7 @@ class District:
     recommend_min_users: int
     source: str = "files"  # "files" or "clix"
     clix: ClixOptions = ClixOptions()
+    standards: StandardsOptions = StandardsOptions()
 
     def __hash__(self) -> int:  # bands is a dict; ids are unique within a config
         return hash(self.id)
@@ -315,17 +344,88 @@ def _district(
     clix = _clix(entry.get("clix", {}), label, problems)
     if "clix" in entry and source != "clix":
         problems.append(f"{label}: clix options are given but source is {source!r} (set source: clix)")
+    standards = _standards(entry.get("standards", {}), label, problems)
     if len(problems) > before:
         return None
     return District(
         id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings,
-        source=source, clix=clix,
+        source=source, clix=clix, standards=standards,
     )
 
 
-def _clix(value: Any, label: str, problems: list[str]) -> ClixOptions:
+def _zone(value: Any, where: str, problems: list[str], example: str) -> str | None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    try:
+        if not isinstance(value, str) or not value:
+            raise ValueError
+        ZoneInfo(value)
+        return value
+    except (ValueError, ZoneInfoNotFoundError):
+        problems.append(f"{where}: timezone must be an IANA time zone like \"{example}\"; got {value!r}")
+        return None
+
+
+def _rules(value: Any, allowed: tuple[str, ...], where: str, problems: list[str]) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where} must be a non-empty list of rules from {list(allowed)}; got {value!r}")
+        return None
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        problems.append(f"{where}: unknown rule(s) {unknown}; expected rules from {list(allowed)}")
+        return None
+    return tuple(value)
+
+
+def _standards(value: Any, label: str, problems: list[str]) -> StandardsOptions:
+    where = f"{label}: standards"
+    if not isinstance(value, dict):
+        problems.append(f"{where} must be a mapping of {sorted(STANDARDS_KEYS)}; got {value!r}")
+        return StandardsOptions()
+    for key in sorted(set(value) - STANDARDS_KEYS, key=str):
+        problems.append(f"{where}: unknown key {key!r}; expected one of {sorted(STANDARDS_KEYS)}")
+    options: dict[str, Any] = {}
+    if "timezone" in value and (zone := _zone(value["timezone"], where, problems, "America/Chicago")):
+        options["timezone"] = zone
+    for key, allowed in (("actor", ACTOR_RULES), ("caliper_actor", CALIPER_ACTOR_RULES)):
+        if key in value and (rules := _rules(value[key], allowed, f"{where}: {key}", problems)):
+            options[key] = rules
+    if "oneroster_student_id" in value:
+        rule = value["oneroster_student_id"]
+        if rule not in ONEROSTER_ID_RULES:
+            problems.append(f"{where}: oneroster_student_id must be one of {list(ONEROSTER_ID_RULES)}; got {rule!r}")
+        else:
+            options["oneroster_student_id"] = rule
+    if "apps" in value:
+        table = value["apps"]
+        if not isinstance(table, dict):
+            problems.append(f"{where}: apps must map a platform name or activity-id prefix to an app id; "
+                            f"got {table!r}")
+        else:
+            pairs = []
+            for outside, app in table.items():
+                if not isinstance(outside, str) or not outside.strip():
+                    problems.append(f"{where}: apps: {outside!r} must be non-empty text")
+                elif problem := check_app_id(app):
+                    problems.append(f"{where}: apps: {outside!r}: {problem}")
+                else:
+                    pairs.append((outside.strip(), app))
+            options["apps"] = tuple(pairs)
+    for key in ("assessment_verbs", "caliper_usage_events"):
+        if key in value:
+            items = value[key]
+            if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+                problems.append(f"{where}: {key} must be a list of " + ("verb IRIs" if key == "assessment_verbs"
+                                                                        else "Caliper event types") + f"; got {items!r}")
+            else:
+                options[key] = tuple(v.strip() for v in items)
+    for key in ("session_gap_minutes", "session_cap_minutes"):
+        if key in value:
+            options[key] = _positive_int(value[key], f"{where}: {key}", problems)
+    return StandardsOptions(**options)
+
+
+def _clix(value: Any, label: str, problems: list[str]) -> ClixOptions:
     where = f"{label}: clix"
     if not isinstance(value, dict):
         problems.append(f"{where} must be a mapping of {sorted(CLIX_KEYS)}; got {value!r}")
@@ -333,14 +433,8 @@ def _clix(value: Any, label: str, problems: list[str]) -> ClixOptions:
     for key in sorted(set(value) - CLIX_KEYS, key=str):
         problems.append(f"{where}: unknown key {key!r}; expected one of {sorted(CLIX_KEYS)}")
     options = {}
-    zone = value.get("timezone", ClixOptions.timezone)
-    try:
-        if not isinstance(zone, str) or not zone:
-            raise ValueError
-        ZoneInfo(zone)
+    if zone := _zone(value.get("timezone", ClixOptions.timezone), where, problems, "Asia/Kolkata"):
         options["timezone"] = zone
-    except (ValueError, ZoneInfoNotFoundError):
-        problems.append(f"{where}: timezone must be an IANA time zone like \"Asia/Kolkata\"; got {zone!r}")
     for key in ("visit_cap_minutes", "session_cap_minutes"):
         if key in value:
             options[key] = _positive_int(value[key], f"{where}: {key}", problems)

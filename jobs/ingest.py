@@ -32,9 +32,10 @@ from config.secrets import MASK, redact, secret_values
 from storage.database import is_postgres, lock_key
 from storage.frames import Prepared, bulk_insert, upsert_from_select, upsert_rows
 from readers.decrypt import remove_stale_folders
-from jobs import clix, rollup
+from jobs import clix, rollup, standards, weekly
 from jobs.job import COMPLETED_WITH_ERRORS, JobContext, JobResult, checkpoint, plural
 from readers import clix as clix_tree
+from readers import standards as standard_files
 from readers.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from readers.limits import Limits, bounded_raw
 from models import SOURCE_TABLES, ingested_files, rejected_rows
@@ -79,7 +80,9 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         for folder, why in report.problems:
             log.warning("%s: %s: %s; not read", district.id, folder, why)
     else:
-        files = discover(ctx.landing_dir, district.id)
+        files = standard_files.claim(discover(ctx.landing_dir, district.id))
+    with engine.begin() as conn:  # a database from before usage_weekly: built once
+        weekly.ensure(conn, district.id)
     if ctx.force:  # replay files in the order they were first loaded, then new ones by arrival
         with engine.connect() as conn:
             loaded_at = dict(conn.execute(_current_file_ids(district)).all())
@@ -128,9 +131,10 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
                            + _names([path for path, _ in nothing], district))
     if reasons:
         result.message += "; top reasons: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(3))
+    if counted:
+        result.message += "; counted: " + ", ".join(f"{what} {n:,}" for what, n in sorted(counted.items()))
+        result.details["counted"] = dict(counted)
     if report is not None:
-        if counted:
-            result.message += "; counted: " + ", ".join(f"{what} {n:,}" for what, n in sorted(counted.items()))
         if report.summary():
             result.message += "; " + report.summary()
         with engine.begin() as conn:
@@ -287,7 +291,7 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
             _record(conn, district, file, REFUSED, started, status=FAILED_FILE, error=file.refused)
         return FileOutcome(FAILED_FILE, error=file.refused)
     try:
-        sha, size = fingerprint(file.path)
+        sha, size = standards.fingerprint(file) if standards.is_standard(file) else fingerprint(file.path)
     except OSError as exc:
         error = f"cannot be read: {exc.strerror or exc}"
         with engine.begin() as conn:
@@ -363,6 +367,23 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
     ).scalar_one()
 
     counted: Counter = Counter()
+    if standards.is_standard(file):  # xAPI, Caliper, OneRoster: their own reader and rules, our merge
+        writer = _Writer(conn, district, file, file_id, start)
+        loaded, counted, notes = standards.load(conn, district, file, size, file_id, writer, Limits.from_environment())
+        writer.finish()
+        if standards.fingerprint(file) != (sha, size):
+            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
+        notes = [*notes, *writer.notes, *(f"{what}: {n:,}" for what, n in sorted(counted.items()))]
+        if loaded == 0 and writer.rejected == 0:
+            notes.append("nothing to load")
+        conn.execute(update(ingested_files).where(ingested_files.c.file_id == file_id).values(
+            status=LOADED, rows_loaded=loaded, rows_rejected=writer.rejected,
+            notes=redact("; ".join(notes))[:4000] or None, finished_at=datetime.now(timezone.utc)))
+        checkpoint("ingest.merged")
+        nothing = f"no row loaded: every row was rejected; top reason: {writer.reasons.most_common(1)[0][0]}" \
+            if loaded == 0 and writer.rejected else None
+        return FileOutcome(LOADED, rows_loaded=loaded, rows_rejected=writer.rejected, reasons=writer.reasons,
+                           counted=counted, nothing_loaded=nothing)
     if file.source == clix_tree.HEARTBEAT:  # a school server's heartbeat: one row, no rows to validate
         notes = clix.load_heartbeat(conn, district, file, size, file_id, Limits.from_environment())
         conn.execute(update(ingested_files).where(ingested_files.c.file_id == file_id).values(
@@ -429,6 +450,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     reasons: Counter = Counter()
     examples: dict[str, str] = {}  # the first day written US-style or day first, for the file's note
     unlisted: Counter = Counter()
+    weeks: set = set()  # the weeks of usage_weekly this file's usage touches (direct path)
     postgres = is_postgres(conn)
     table = target if direct else stage
 
@@ -441,6 +463,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
             if direct:
                 rows = good.drop(columns="line").assign(district_id=district.id, file_id=file_id)
+                weeks.update(weekly.weeks_of(good["date"].dt.date.unique()))
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
                 if fold:  # new keys only: their sums and active days add to the rollups
@@ -459,11 +482,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             for rows, bad in chunks:
                 loaded += _copy_new_rows(conn, table, rows) if direct else bulk_insert(conn, table, rows)
                 if len(bad):
-                    rejected += bulk_insert(conn, rejected_rows, bad.assign(
-                        file_id=file_id, district_id=district.id, path=file.relpath, raw=storable_raw(bad["raw"]),
-                        reason=storable_raw(bad["reason"])
-                    ))
-                    reasons.update(reason_category(bad["reason"]))
+                    rejected += _reject(conn, district, file, file_id, bad, reasons)
                     if len(examples) < 2:
                         examples = slashed_day_examples(bad["reason"]) | examples
         notes = list(reader.notes)
@@ -479,13 +498,98 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             notes.append(_unlisted_note(sorted(unlisted.items())))
         if fold and totals is not None:
             rollup.add(conn, district.id, totals, activity)
+        weekly.recompute(conn, district.id, sorted(weeks))
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
-        if fold:  # keys may have been replaced: recompute the students the file names
-            students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
-            rollup.recompute(conn, district.id, start, sorted(students))
+        _follow(conn, district, file.kind, stage, start, fold)
         stage.drop(conn)
     return loaded, rejected, reasons, notes, examples
+
+
+def _reject(conn, district: District, file: LandingFile, file_id: int, bad: pd.DataFrame, reasons: Counter) -> int:
+    """Quarantine rows (line, reason, raw) of a file; their reasons are counted in `reasons`."""
+    if not len(bad):
+        return 0
+    reasons.update(reason_category(bad["reason"]))
+    return bulk_insert(conn, rejected_rows, bad.assign(
+        file_id=file_id, district_id=district.id, path=file.relpath, raw=storable_raw(bad["raw"]),
+        reason=storable_raw(bad["reason"])))
+
+
+def _follow(conn, district: District, kind: str, stage: Table, start: tuple[int, int], fold: bool) -> None:
+    """After a staged merge: the rollups of the students a usage file names (keys may have
+    been replaced), and the weekly rows of its weeks, or of the weeks a students file's students used."""
+    if kind == "usage":
+        if fold:
+            students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
+            rollup.recompute(conn, district.id, start, sorted(students))
+        weekly.recompute(conn, district.id, weekly.weeks_of(r[0] for r in conn.execute(select(stage.c.date).distinct())))
+    elif kind == "students":
+        students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
+        weekly.recompute(conn, district.id, weekly.weeks_of_students(conn, district.id, sorted(students)))
+
+
+class _Writer:
+    """What jobs/standards.py writes through (standards.Writer): rows of our kinds, validated,
+    staged and merged by key as any landing file's; rejected rows; and, at the end, the
+    rollups and weekly rows of what changed."""
+
+    def __init__(self, conn, district: District, file: LandingFile, file_id: int, start: tuple[int, int]):
+        self.conn, self.district, self.file, self.file_id, self.start = conn, district, file, file_id, start
+        self.rejected = 0
+        self.reasons: Counter = Counter()
+        self.notes: list[str] = []
+        self._usage_of: set[str] = set()
+        self._days: set = set()
+        self._schools_of: set[str] = set()
+        self._fold: bool | None = None
+
+    def reject(self, bad: pd.DataFrame) -> None:
+        self.rejected += _reject(self.conn, self.district, self.file, self.file_id, bad, self.reasons)
+
+    def rows(self, kind_name: str, chunks, present: set[str] | None = None) -> int:
+        conn, district = self.conn, self.district
+        kind = KINDS[kind_name]
+        if kind_name == "usage" and self._fold is None:
+            self._fold = rollup.start_if_empty(conn, district.id, self.start)
+            if not self._fold:
+                rollup.mark_incomplete(conn, district.id)
+        stage = _stage_table(kind_name)
+        stage.create(conn)
+        for cells, malformed in chunks:
+            good, bad = validate(kind, cells)
+            self.reject(pd.concat([malformed, bad], ignore_index=True) if len(malformed) else bad)
+            bulk_insert(conn, stage, good)
+        staged = conn.execute(select(func.count()).select_from(stage)).scalar_one()
+        self.notes += _merge(conn, district, kind, stage, SOURCE_TABLES[kind_name], self.file_id,
+                             present=present or set(kind.columns))
+        written = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
+        if kind_name == "usage":
+            self._usage_of.update(written)
+            self._days.update(r[0] for r in conn.execute(select(stage.c.date).distinct()))
+        elif kind_name == "students":
+            self._schools_of.update(written)
+        stage.drop(conn)
+        return staged
+
+    def touched(self, *, usage_of=frozenset(), days=(), schools_of=frozenset()) -> None:
+        self._usage_of.update(usage_of)
+        self._days.update(days)
+        self._schools_of.update(schools_of)
+
+    def finish(self) -> None:
+        conn, district = self.conn, self.district
+        if self._usage_of:
+            if self._fold is None:
+                self._fold = rollup.start_if_empty(conn, district.id, self.start)
+                if not self._fold:
+                    rollup.mark_incomplete(conn, district.id)
+            if self._fold:
+                rollup.recompute(conn, district.id, self.start, sorted(self._usage_of))
+        weeks = set(weekly.weeks_of(self._days))
+        if self._schools_of:
+            weeks |= set(weekly.weeks_of_students(conn, district.id, sorted(self._schools_of)))
+        weekly.recompute(conn, district.id, sorted(weeks))
 
 
 def _copy_new_rows(conn, target: Table, rows: Prepared) -> int:

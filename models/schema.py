@@ -204,6 +204,64 @@ school_sync = Table(  # output: each school server's sync health as of a day (RE
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 
+# --- xAPI, Caliper and OneRoster (README, "xAPI, Caliper and OneRoster") --------------------
+
+learning_events = Table(  # one row per xAPI statement or Caliper event that maps; usage is summed from these
+    "learning_events",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("event_id", Text, primary_key=True),  # the statement's or event's id ("sha1:<hex>" of its text when absent)
+    Column("source", String(8), nullable=False),  # xapi | caliper
+    Column("student_id", ID, nullable=False),
+    Column("app", String(41), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),  # the statement's timestamp (UTC)
+    Column("duration_seconds", Float),  # result.duration, when stated
+    Column("use", SmallInteger, nullable=False),  # 1: counts as use (a Caliper GradeEvent is the grader's, 0)
+    Column("assessment_id", ID),  # with score: an assessment it scored
+    Column("score", Float),
+    Column("file_id", BigInteger, nullable=False),
+    Column("line", Integer),
+)
+Index("ix_learning_events_student", learning_events.c.district_id, learning_events.c.student_id,
+      learning_events.c.app, learning_events.c.at)
+event_voids = Table(  # xAPI voiding statements: what they void stays out of every table, whenever it arrives
+    "event_voids",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("voided_id", Text, primary_key=True),
+    Column("event_id", Text, nullable=False),  # the voiding statement
+    Column("file_id", BigInteger, nullable=False),
+)
+roster_users = Table(  # OneRoster user sourcedId -> our student id (results name students by sourcedId)
+    "roster_users",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("sourced_id", String(255), primary_key=True),
+    Column("student_id", ID, nullable=False),
+    Column("file_id", BigInteger, nullable=False),
+)
+roster_line_items = Table(  # OneRoster line items: a result's scale, for the bundles that do not repeat them
+    "roster_line_items",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("sourced_id", String(255), primary_key=True),
+    Column("title", Text),
+    Column("result_min", Float),
+    Column("result_max", Float),
+    Column("file_id", BigInteger, nullable=False),
+)
+usage_weekly = Table(  # output: use over time, per school, app and week; kept by ingest for the weeks a file touches
+    "usage_weekly",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("school_id", ID, primary_key=True),  # "" for students without a school
+    Column("app", String(41), primary_key=True),
+    Column("week_start", Date, primary_key=True),  # a Monday
+    Column("students", Integer, nullable=False),  # students with more than 0 minutes that week
+    Column("minutes", Float, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
 rejected_rows = Table(
     "rejected_rows",
     metadata,

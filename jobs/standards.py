@@ -1,0 +1,376 @@
+"""ingest's part for xAPI statements, Caliper events and OneRoster bundles (readers/standards.py
+reads, analytics/standards.py and analytics/oneroster.py map; README "xAPI, Caliper and
+OneRoster").
+
+Statements and events are kept one row each in `learning_events` (an id loaded again
+replaces its row, so a statement exported twice counts once); `usage` and `assessments` are
+then recomputed from them for the (student, day) pairs the file touches, and the day before,
+so sessions that span files and statements voided later come out right. A OneRoster bundle's
+users go to `students`, its results to `assessments`, through the same validation and merge
+as any landing file; `tobedeleted` rows and, for a bulk table, rows an earlier bundle gave
+that this one no longer has, are removed.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import ExitStack
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Column, Date, MetaData, Table, and_, delete, exists, func, literal, select, tuple_
+
+from analytics import oneroster as roster_rules
+from analytics import standards as rules
+from config import District
+from models import (
+    assessments, event_voids, ingested_files, learning_events, roster_line_items, roster_users, students, usage,
+)
+from models.schema import ID
+from readers import standards as reader
+from readers.landing import FileUnreadable, LandingFile
+from readers.limits import Limits
+from storage.frames import bulk_insert, read_frame, upsert_from_select, upsert_rows
+
+SOURCES = (reader.XAPI, reader.CALIPER, reader.ONEROSTER, reader.ONEROSTER_FOLDER)
+EVENT_KINDS = (reader.XAPI, reader.CALIPER)
+STUDENT_BATCH = 2_000
+_EMPTY_BAD = pd.DataFrame({"line": pd.Series([], dtype="Int64"), "reason": pd.Series([], dtype=object),
+                           "raw": pd.Series([], dtype=object)})
+
+
+class Writer(Protocol):
+    """What ingest gives this module to write through (jobs/ingest.py, _Writer)."""
+
+    def rows(self, kind: str, chunks, present: set[str] | None = None) -> int:
+        """Validate, stage and merge cells of one of our kinds by key; returns the rows merged."""
+
+    def touched(self, *, usage_of: set[str] = frozenset(), days=(), schools_of: set[str] = frozenset()) -> None:
+        """Usage of these students on these days changed (or was removed) besides the rows
+        merged; these students' school may have: their rollups and weekly rows are recomputed."""
+
+    def reject(self, bad: pd.DataFrame) -> None:
+        """Quarantine rows (line, reason, raw) with this file."""
+
+
+def is_standard(file: LandingFile) -> bool:
+    return file.source in SOURCES
+
+
+def fingerprint(file: LandingFile) -> tuple[str, int]:
+    if file.source == reader.ONEROSTER_FOLDER:
+        return reader.bundle_fingerprint(file.path)
+    from readers.landing import fingerprint as of_file
+
+    return of_file(file.path)
+
+
+def load(conn, district: District, file: LandingFile, size: int, file_id: int, writer: Writer,
+         limits: Limits) -> tuple[int, Counter, list[str]]:
+    """Read and write one file; returns (rows loaded, what the rules counted, notes)."""
+    with ExitStack() as stack:
+        path = reader.plaintext(file, stack)
+        limit = size if not file.encrypted else path.stat().st_size
+        if file.source in EVENT_KINDS:
+            return _load_events(conn, district, file, path, limit, file_id, writer, limits)
+        return _load_roster(conn, district, file, path, file_id, writer, limits)
+
+
+# --- xAPI and Caliper ------------------------------------------------------------------------
+
+def _stage_events() -> Table:
+    columns = [c for c in learning_events.columns if c.name not in ("district_id", "source", "file_id")]
+    return Table("stage_learning_events", MetaData(), *(Column(c.name, c.type) for c in columns),
+                 prefixes=["TEMPORARY"])
+
+
+def _stage_keys() -> Table:
+    return Table("stage_event_days", MetaData(), Column("student_id", ID), Column("date", Date),
+                 prefixes=["TEMPORARY"])
+
+
+def _bad_frame(rows: list[tuple]) -> pd.DataFrame:
+    if not rows:
+        return _EMPTY_BAD
+    return pd.DataFrame({"line": pd.Series([r[0] for r in rows], dtype="Int64"),
+                         "reason": pd.Series([r[1] for r in rows], dtype=object),
+                         "raw": pd.Series([r[2] for r in rows], dtype=object)})
+
+
+def _load_events(conn, district: District, file: LandingFile, path, limit: int, file_id: int, writer: Writer,
+                 limits: Limits) -> tuple[int, Counter, list[str]]:
+    options = district.standards
+    found = reader.JsonItems()
+    chunks = reader.json_items(file, path, limit, limits, found)
+    if file.source == reader.CALIPER:
+        chunks = reader.caliper_items(chunks)
+    counts: Counter = Counter()
+    stage = _stage_events()
+    stage.create(conn)
+    voids = []
+    staged = 0
+    for chunk in chunks:
+        if file.source == reader.XAPI:
+            events, voided, bad, counted = rules.xapi_events(
+                chunk, actor_rules=options.actor, app_mapping=options.app_mapping,
+                assessment_verbs=options.assessment_verbs)
+            voids.append(voided)
+        else:
+            events, bad, counted = rules.caliper_events(
+                chunk, actor_rules=options.caliper_actor, app_mapping=options.app_mapping,
+                usage_types=options.caliper_usage_events)
+        counts.update(counted)
+        long = events["student_id"].str.len() > 64
+        if long.any():
+            bad = pd.concat([bad, pd.DataFrame({
+                "line": events.loc[long, "line"].astype("Int64"),
+                "reason": "student id " + events.loc[long, "student_id"].str.slice(0, 80)
+                          + " is longer than 64 characters",
+                "raw": events.loc[long, "raw"]})], ignore_index=True)
+            events = events.loc[~long]
+        writer.reject(bad)
+        if len(events):
+            staged += bulk_insert(conn, stage, events.drop(columns=["raw"]).assign(
+                use=events["use"].astype(int), line=events["line"].astype(int)))
+    writer.reject(_bad_frame(found.bad))
+    voided = pd.concat(voids, ignore_index=True) if voids else pd.DataFrame(columns=["event_id", "voided_id", "line"])
+
+    distinct = conn.execute(select(func.count(func.distinct(stage.c.event_id)))).scalar_one()
+    if staged > distinct:
+        counts["statements or events repeated in the file, the last kept"] += staged - distinct
+    already = conn.execute(select(func.count()).select_from(stage).where(exists().where(
+        learning_events.c.district_id == district.id, learning_events.c.event_id == stage.c.event_id))).scalar_one()
+    if already:
+        counts["statements or events loaded before from another file (or an earlier version), replaced"] += already
+    last = select(func.max(stage.c.line)).group_by(stage.c.event_id)
+    columns = [c.name for c in stage.columns]
+    upsert_from_select(conn, learning_events, ["district_id", "source", "file_id", *columns], select(
+        literal(district.id).label("district_id"), literal(file.source).label("source"),
+        literal(file_id).label("file_id"),
+        *stage.columns).where(stage.c.line.in_(last)))
+    if len(voided):
+        voided = voided.drop_duplicates("voided_id", keep="last")
+        upsert_rows(conn, event_voids, [{"district_id": district.id, "voided_id": v, "event_id": e, "file_id": file_id}
+                                        for v, e in zip(voided["voided_id"], voided["event_id"])],
+                    key=["district_id", "voided_id"])
+        counts["statements voided"] += len(voided)
+
+    # the (student, local day) pairs to recompute: the file's events and those it voids, and the day before
+    zone = options.timezone
+    touched = read_frame(conn, select(stage.c.student_id, stage.c.at, stage.c.duration_seconds))
+    if len(voided):
+        ids = list(voided["voided_id"])
+        for first in range(0, len(ids), 500):
+            touched = pd.concat([touched, read_frame(conn, select(
+                learning_events.c.student_id, learning_events.c.at, learning_events.c.duration_seconds).where(
+                learning_events.c.district_id == district.id, learning_events.c.event_id.in_(ids[first:first + 500])))],
+                ignore_index=True)
+    stage.drop(conn)
+    if touched.empty:
+        return distinct, counts, found.notes
+    at = pd.to_datetime(touched["at"], utc=True)
+    start = at - pd.to_timedelta(touched["duration_seconds"].fillna(0), unit="s")
+    days = pd.concat([pd.DataFrame({"student_id": touched["student_id"], "date": rules.local_day(at, zone)}),
+                      pd.DataFrame({"student_id": touched["student_id"], "date": rules.local_day(start, zone)})])
+    days = days.drop_duplicates()
+    days = pd.concat([days, days.assign(date=days["date"].map(lambda d: d - timedelta(days=1)))]).drop_duplicates()
+    _rewrite(conn, district, days, writer, counts)
+    return distinct, counts, found.notes
+
+
+def _event_files(district: District):
+    return select(ingested_files.c.file_id).where(ingested_files.c.district_id == district.id,
+                                                  ingested_files.c.kind.in_(EVENT_KINDS))
+
+
+def _rewrite(conn, district: District, days: pd.DataFrame, writer: Writer, counts: Counter) -> None:
+    """Recompute usage and event-scored assessments for these (student_id, date) pairs."""
+    options = district.standards
+    zone = ZoneInfo(options.timezone)
+    keys = _stage_keys()
+    keys.create(conn)
+    bulk_insert(conn, keys, days.assign(date=pd.to_datetime(days["date"])))
+    # usage rows of these days that statements wrote are recomputed; rows a usage file wrote stay
+    # unless a recomputed row has their key (the later file replaces, as between any two files)
+    pair = and_(keys.c.student_id == usage.c.student_id, keys.c.date == usage.c.date)
+    conn.execute(delete(usage).where(usage.c.district_id == district.id, usage.c.file_id.in_(_event_files(district)),
+                                     exists().where(pair)))
+    students_of = sorted(days["student_id"].unique())
+    usage_parts, scored_parts = [], []
+    for first in range(0, len(students_of), STUDENT_BATCH):
+        batch = students_of[first:first + STUDENT_BATCH]
+        mine = days.loc[days["student_id"].isin(batch)]
+        low = datetime.combine(min(mine["date"]) - timedelta(days=1), time(), zone).astimezone(timezone.utc)
+        high = datetime.combine(max(mine["date"]) + timedelta(days=2), time(), zone).astimezone(timezone.utc)
+        voided = select(event_voids.c.voided_id).where(event_voids.c.district_id == district.id)
+        events = read_frame(conn, select(
+            learning_events.c.student_id, learning_events.c.app, learning_events.c.at,
+            learning_events.c.duration_seconds, learning_events.c.use, learning_events.c.line,
+        ).where(learning_events.c.district_id == district.id, learning_events.c.student_id.in_(batch),
+                learning_events.c.at >= low, learning_events.c.at < high,
+                learning_events.c.event_id.not_in(voided)))
+        if len(events):
+            events = events.assign(at=pd.to_datetime(events["at"], utc=True), use=events["use"].astype(bool))
+            daily, counted = rules.sessions_usage(events, gap_minutes=options.session_gap_minutes,
+                                                  cap_minutes=options.session_cap_minutes, zone=options.timezone)
+            counts.update(counted)
+            daily = daily.merge(mine, on=["student_id", "date"], how="inner")
+            usage_parts.append(daily)
+        scored = read_frame(conn, select(
+            learning_events.c.student_id, learning_events.c.assessment_id, learning_events.c.at,
+            learning_events.c.score, learning_events.c.line,
+        ).where(learning_events.c.district_id == district.id, learning_events.c.student_id.in_(batch),
+                learning_events.c.assessment_id.is_not(None), learning_events.c.event_id.not_in(voided)))
+        scored_parts.append(scored)
+    daily = pd.concat(usage_parts, ignore_index=True) if usage_parts else pd.DataFrame()
+    if len(daily):
+        over = daily["minutes"] > 1440
+        if over.any():
+            counts["days over 1440 minutes, capped at 1440"] += int(over.sum())
+        cells = pd.DataFrame({
+            "student_id": daily["student_id"].astype(object), "app": daily["app"].astype(object),
+            "date": daily["date"].map(date.isoformat).astype(object),
+            "minutes": daily["minutes"].clip(upper=1440).map(lambda m: f"{m:.4f}".rstrip("0").rstrip(".")).astype(object),
+            "sessions": daily["sessions"].astype(int).astype(str).astype(object),
+            "line": pd.array(np.zeros(len(daily), dtype=int), dtype="Int64"),
+        })
+        cells = cells.assign(raw="usage from statements: " + cells["student_id"] + " " + cells["app"] + " "
+                             + cells["date"] + " " + cells["minutes"] + " minutes")
+        writer.rows("usage", [(cells, _EMPTY_BAD)])
+    writer.touched(usage_of=set(students_of), days=set(days["date"]))
+    _rescore(conn, district, pd.concat(scored_parts, ignore_index=True), students_of, writer)
+    keys.drop(conn)
+
+
+def _rescore(conn, district: District, scored: pd.DataFrame, students_of: list[str], writer: Writer) -> None:
+    """Each (student, assessment) that statements scored: the latest score, on its local day;
+    an assessment whose every scoring statement was voided is removed."""
+    existing = []
+    for first in range(0, len(students_of), 500):
+        existing += conn.execute(select(assessments.c.student_id, assessments.c.assessment_id).where(
+            assessments.c.district_id == district.id, assessments.c.file_id.in_(_event_files(district)),
+            assessments.c.student_id.in_(students_of[first:first + 500]))).all()
+    if len(scored):
+        scored = scored.assign(at=pd.to_datetime(scored["at"], utc=True)).sort_values(["at", "line"])
+        latest = scored.drop_duplicates(["student_id", "assessment_id"], keep="last")
+        cells = pd.DataFrame({
+            "student_id": latest["student_id"].astype(object), "assessment_id": latest["assessment_id"].astype(object),
+            "date": rules.local_day(latest["at"], district.standards.timezone).map(date.isoformat).astype(object),
+            "score": latest["score"].map(lambda s: f"{s:.4f}".rstrip("0").rstrip(".")).astype(object),
+            "line": pd.array(latest["line"].fillna(0).astype(int), dtype="Int64"),
+        })
+        cells = cells.assign(raw="score from statements: " + cells["student_id"] + " " + cells["assessment_id"])
+        writer.rows("assessments", [(cells, _EMPTY_BAD)])
+        keep = set(zip(latest["student_id"], latest["assessment_id"]))
+    else:
+        keep = set()
+    gone = [(s, a) for s, a in existing if (s, a) not in keep]
+    for first in range(0, len(gone), 500):
+        conn.execute(delete(assessments).where(
+            assessments.c.district_id == district.id,
+            tuple_(assessments.c.student_id, assessments.c.assessment_id).in_(gone[first:first + 500])))
+
+
+# --- OneRoster -------------------------------------------------------------------------------
+
+def _load_roster(conn, district: District, file: LandingFile, path, file_id: int, writer: Writer,
+                 limits: Limits) -> tuple[int, Counter, list[str]]:
+    bundle = reader.read_bundle(file, path, limits)
+    try:
+        manifest = roster_rules.parse_manifest(bundle.manifest)
+    except ValueError as exc:
+        raise FileUnreadable(f"manifest.csv: {exc}") from None
+    notes: list[str] = []
+    counts: Counter = Counter()
+    mode = {t: manifest.files.get(t, "absent") for t in ("users", "roles", "orgs", "lineItems", "results")}
+    for table, how in mode.items():
+        if how != "absent" and table not in bundle.tables:
+            raise FileUnreadable(f"manifest.csv says file.{table} is {how}, but the bundle has no {table}.csv")
+        if how == "absent" and table in bundle.tables:
+            notes.append(f"{table}.csv is in the bundle but manifest.csv says file.{table} is absent: not read")
+    if bundle.not_read:
+        notes.append("tables not read (nothing of ours maps to them): " + ", ".join(sorted(bundle.not_read)))
+    for table, bad in bundle.bad.items():
+        if mode.get(table, "absent") != "absent":
+            writer.reject(_bad_frame(bad))
+    loaded = 0
+    roster_files = select(ingested_files.c.file_id).where(ingested_files.c.district_id == district.id,
+                                                          ingested_files.c.kind == reader.ONEROSTER)
+    if mode["users"] != "absent":
+        rows, deleted, user_map, bad, counted = roster_rules.students_rows(
+            bundle.tables["users"], roles=bundle.tables.get("roles") if mode["roles"] != "absent" else None,
+            orgs=bundle.tables.get("orgs") if mode["orgs"] != "absent" else None, version=manifest.version,
+            id_rule=district.standards.oneroster_student_id)
+        counts.update(counted)
+        writer.reject(bad)
+        if len(user_map):
+            user_map = user_map.drop_duplicates("sourced_id", keep="last")
+            _upsert_frame(conn, roster_users, user_map.assign(district_id=district.id, file_id=file_id),
+                          ["district_id", "sourced_id"])
+        cells = rows.assign(line=rows["line"].astype("Int64"))
+        loaded += writer.rows("students", [(cells, _EMPTY_BAD)], present={"student_id", "school_id", "grade"})
+        removed = set(deleted["student_id"]) if len(deleted) else set()
+        if mode["users"] == "bulk":  # the complete set: students an earlier bundle gave and this one has not
+            earlier = {r[0] for r in conn.execute(select(students.c.student_id).where(
+                students.c.district_id == district.id, students.c.file_id.in_(roster_files),
+                students.c.file_id != file_id))}
+            dropped = earlier - set(rows["student_id"])
+            if dropped:
+                counts["students of an earlier bulk users.csv not in this one, removed"] += len(dropped)
+            removed |= dropped
+        if len(deleted):
+            counts["users marked tobedeleted, removed"] += len(deleted)
+        _delete_keys(conn, students, district, [(s,) for s in sorted(removed)], ["student_id"])
+        writer.touched(schools_of=set(rows["student_id"]) | removed)
+    if mode["lineItems"] != "absent":
+        items, deleted, bad, counted = roster_rules.line_items(bundle.tables["lineItems"])
+        counts.update(counted)
+        writer.reject(bad)
+        if mode["lineItems"] == "bulk":
+            conn.execute(delete(roster_line_items).where(roster_line_items.c.district_id == district.id))
+        if len(items):
+            items = items.drop_duplicates("sourced_id", keep="last")
+            _upsert_frame(conn, roster_line_items, items[["sourced_id", "title", "result_min", "result_max"]].assign(
+                district_id=district.id, file_id=file_id), ["district_id", "sourced_id"])
+        _delete_keys(conn, roster_line_items, district, [(s,) for s in deleted["sourced_id"]] if len(deleted) else [],
+                     ["sourced_id"])
+    if mode["results"] != "absent":
+        items = read_frame(conn, select(roster_line_items.c.sourced_id, roster_line_items.c.title,
+                                        roster_line_items.c.result_min, roster_line_items.c.result_max).where(
+            roster_line_items.c.district_id == district.id))
+        user_map = dict(conn.execute(select(roster_users.c.sourced_id, roster_users.c.student_id).where(
+            roster_users.c.district_id == district.id)).all())
+        rows, deleted, bad, counted = roster_rules.results_rows(bundle.tables["results"], items=items, user_map=user_map)
+        counts.update(counted)
+        writer.reject(bad)
+        loaded += writer.rows("assessments", [(rows.assign(line=rows["line"].astype("Int64")), _EMPTY_BAD)])
+        removed = set(zip(deleted["student_id"], deleted["assessment_id"])) if len(deleted) else set()
+        if len(deleted):
+            counts["results marked tobedeleted, removed"] += len(deleted)
+        if mode["results"] == "bulk":
+            earlier = set(conn.execute(select(assessments.c.student_id, assessments.c.assessment_id).where(
+                assessments.c.district_id == district.id, assessments.c.file_id.in_(roster_files),
+                assessments.c.file_id != file_id)).all())
+            dropped = earlier - set(zip(rows["student_id"], rows["assessment_id"]))
+            if dropped:
+                counts["results of an earlier bulk results.csv not in this one, removed"] += len(dropped)
+            removed |= dropped
+        _delete_keys(conn, assessments, district, sorted(removed), ["student_id", "assessment_id"])
+    return loaded, counts, notes
+
+
+def _upsert_frame(conn, table: Table, frame: pd.DataFrame, key: list[str]) -> None:
+    records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+               for r in frame.to_dict("records")]
+    for first in range(0, len(records), 5_000):
+        upsert_rows(conn, table, records[first:first + 5_000], key=key)
+
+
+def _delete_keys(conn, table: Table, district: District, keys: list[tuple], columns: list[str]) -> None:
+    for first in range(0, len(keys), 500):
+        part = keys[first:first + 500]
+        where = (table.c[columns[0]].in_([k[0] for k in part]) if len(columns) == 1
+                 else tuple_(*(table.c[c] for c in columns)).in_(part))
+        conn.execute(delete(table).where(table.c.district_id == district.id, where))

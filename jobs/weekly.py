@@ -1,0 +1,91 @@
+"""`usage_weekly` (README, "usage_weekly"): use over time per school, app and week starting
+Monday, kept by ingest in the same transaction as the rows it follows: a file that writes
+usage recomputes the weeks its days fall in; a students file recomputes the weeks in which
+its students have usage (their school may have changed). A district with usage and no weekly
+rows (a database from before the table) is built whole once.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import Date, and_, case, delete, distinct, func, literal, select
+
+from models import students, usage, usage_weekly
+
+log = logging.getLogger(__name__)
+
+_STUDENT_BATCH = 500
+
+
+def monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def weeks_of(days: Iterable) -> list[date]:
+    """The Mondays of the weeks these days fall in, sorted."""
+    out = set()
+    for day in days:
+        if day is None:
+            continue
+        if isinstance(day, datetime):
+            day = day.date()
+        elif not isinstance(day, date):
+            day = date.fromisoformat(str(day)[:10])
+        out.add(monday(day))
+    return sorted(out)
+
+
+def weeks_of_students(conn, district_id: str, student_ids: list[str]) -> list[date]:
+    """The weeks in which these students have usage."""
+    days = set()
+    for first in range(0, len(student_ids), _STUDENT_BATCH):
+        batch = student_ids[first:first + _STUDENT_BATCH]
+        days |= {r[0] for r in conn.execute(select(usage.c.date).distinct().where(
+            usage.c.district_id == district_id, usage.c.student_id.in_(batch)))}
+    return weeks_of(days)
+
+
+def recompute(conn, district_id: str, weeks: list[date], now: datetime | None = None) -> None:
+    """Replace the district's rows of these weeks with sums over `usage` (school from `students`)."""
+    now = now or datetime.now(timezone.utc)
+    for week in weeks:
+        end = week + timedelta(days=7)
+        conn.execute(delete(usage_weekly).where(usage_weekly.c.district_id == district_id,
+                                                usage_weekly.c.week_start == week))
+        school = func.coalesce(students.c.school_id, "")
+        rows = (
+            select(
+                literal(district_id).label("district_id"), school.label("school_id"), usage.c.app,
+                literal(week, Date).label("week_start"),
+                func.count(distinct(case((usage.c.minutes > 0, usage.c.student_id)))).label("students"),
+                func.sum(usage.c.minutes).label("minutes"),
+                literal(now, usage_weekly.c.computed_at.type).label("computed_at"),
+            )
+            .select_from(usage.outerjoin(students, and_(students.c.district_id == usage.c.district_id,
+                                                        students.c.student_id == usage.c.student_id)))
+            .where(usage.c.district_id == district_id, usage.c.date >= week, usage.c.date < end)
+            .group_by(school, usage.c.app)
+        )
+        conn.execute(usage_weekly.insert().from_select(
+            ["district_id", "school_id", "app", "week_start", "students", "minutes", "computed_at"], rows))
+
+
+def ensure(conn, district_id: str) -> int:
+    """Build the district's weekly rows whole when it has usage and none (returns the weeks built)."""
+    if conn.execute(select(usage_weekly.c.week_start).where(usage_weekly.c.district_id == district_id).limit(1)).first():
+        return 0
+    bounds = conn.execute(select(func.min(usage.c.date), func.max(usage.c.date))
+                          .where(usage.c.district_id == district_id)).first()
+    if bounds is None or bounds[0] is None:
+        return 0
+    first, last = (date.fromisoformat(str(b)[:10]) if not isinstance(b, date) else b for b in bounds)
+    weeks = []
+    week = monday(first)
+    while week <= last:
+        weeks.append(week)
+        week += timedelta(days=7)
+    recompute(conn, district_id, weeks)
+    log.info("%s: usage_weekly built for %d weeks", district_id, len(weeks))
+    return len(weeks)
