@@ -236,8 +236,9 @@ def _status(settings, url: str, as_of: date, *, as_json: bool, reminders: bool =
 def _onboard(args, settings_path: Path, landing_dir: Path, url: str, as_of: date) -> int:
     onboarding.check_new_district(args.onboard, args.apps or [])
     if args.check:
-        found = onboarding.scan(landing_dir, args.onboard)
-        print(onboarding.check_report(found, landing_dir, args.onboard, args.apps))
+        options, where = onboarding.standards_options(settings_path, args.onboard)
+        found = onboarding.scan(landing_dir, args.onboard, options)
+        print(onboarding.check_report(found, landing_dir, args.onboard, args.apps, options, where))
         return 0
     try:
         cycle, summary = onboarding.onboard(settings_path, lambda: _engine(url), landing_dir, args.onboard,

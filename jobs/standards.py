@@ -78,6 +78,86 @@ def load(conn, district: District, file: LandingFile, size: int, file_id: int, w
         return _load_roster(conn, district, file, path, file_id, writer, limits)
 
 
+def dry_run(file: LandingFile, size: int, options, limits: Limits
+            ) -> tuple[int, pd.DataFrame, Counter, set[str], Counter]:
+    """What the rules make of one file, without a database (`--onboard --check`): (rows that
+    would load, bad rows, what the rules counted, student ids, statements of use per app). A
+    bundle's results are matched to its own users.csv only."""
+    apps: Counter = Counter()
+    counts: Counter = Counter()
+    bad_parts: list[pd.DataFrame] = []
+    students_of: set[str] = set()
+    loaded = 0
+    with ExitStack() as stack:
+        path = reader.plaintext(file, stack)
+        limit = size if not file.encrypted else path.stat().st_size
+        if file.source in EVENT_KINDS:
+            found = reader.JsonItems()
+            chunks = reader.json_items(file, path, limit, limits, found)
+            if file.source == reader.CALIPER:
+                chunks = reader.caliper_items(chunks)
+            for chunk in chunks:
+                if file.source == reader.XAPI:
+                    events, voided, bad, counted = rules.xapi_events(
+                        chunk, actor_rules=options.actor, app_mapping=options.app_mapping,
+                        assessment_verbs=options.assessment_verbs)
+                else:
+                    events, bad, counted = rules.caliper_events(
+                        chunk, actor_rules=options.caliper_actor, app_mapping=options.app_mapping,
+                        usage_types=options.caliper_usage_events)
+                counts.update(counted)
+                bad_parts.append(bad)
+                loaded += len(events)
+                students_of.update(events["student_id"])
+                apps.update(events.loc[events["use"].astype(bool), "app"].value_counts().to_dict())
+            bad_parts.append(_bad_frame(found.bad))
+        else:
+            bundle = reader.read_bundle(file, path, limits)
+            try:
+                manifest = roster_rules.parse_manifest(bundle.manifest)
+            except ValueError as exc:
+                raise FileUnreadable(f"manifest.csv: {exc}") from None
+            bad_parts += [_bad_frame(rows) for rows in bundle.bad.values()]
+            user_map: dict[str, str] = {}
+            if manifest.files.get("users", "absent") != "absent" and "users" in bundle.tables:
+                rows, _, users, bad, counted = roster_rules.students_rows(
+                    bundle.tables["users"], roles=bundle.tables.get("roles"), orgs=bundle.tables.get("orgs"),
+                    version=manifest.version, id_rule=options.oneroster_student_id)
+                counts.update(counted)
+                bad_parts.append(bad)
+                loaded += len(rows)
+                students_of.update(rows["student_id"])
+                user_map = dict(zip(users["sourced_id"], users["student_id"]))
+            if manifest.files.get("results", "absent") != "absent" and "results" in bundle.tables:
+                items = (roster_rules.line_items(bundle.tables["lineItems"])[0] if "lineItems" in bundle.tables
+                         else pd.DataFrame(columns=["sourced_id", "title", "result_min", "result_max"]))
+                rows, _, bad, counted = roster_rules.results_rows(bundle.tables["results"], items=items,
+                                                                  user_map=user_map)
+                counts.update(counted)
+                bad_parts.append(bad)
+                loaded += len(rows)
+    bad = pd.concat([b for b in bad_parts if len(b)], ignore_index=True) if any(len(b) for b in bad_parts) else _EMPTY_BAD
+    return loaded, bad, counts, students_of, apps
+
+
+def describe(options) -> list[str]:
+    """The mapping rules in force, one line each (`--onboard --check`, README)."""
+    table = ", ".join(f"{outside!r} -> {app}" for outside, app in options.apps) or "none (normalised names only)"
+    verbs = ", ".join(v.removeprefix(rules.ADL) for v in options.assessment_verbs)
+    return [
+        f"time zone of a day: {options.timezone}",
+        f"xAPI actor -> student id: {', '.join(options.actor)} (first that holds)",
+        f"Caliper actor -> student id: {', '.join(options.caliper_actor)}",
+        f"activity -> app: mapping table, then the platform's name, then the activity id's host; table: {table}",
+        f"verbs that score an assessment: {verbs}" + (f" ({rules.ADL}...)" if any(
+            v.startswith(rules.ADL) for v in options.assessment_verbs) else ""),
+        f"Caliper events read as use: {', '.join(options.caliper_usage_events)}; GradeEvent -> assessments",
+        f"minutes: result.duration when stated, else sessions of statements less than "
+        f"{options.session_gap_minutes} minutes apart; each capped at {options.session_cap_minutes} minutes",
+        f"OneRoster users.csv column -> student id: {options.oneroster_student_id}",
+    ]
+
+
 # --- xAPI and Caliper ------------------------------------------------------------------------
 
 def _stage_events() -> Table:
@@ -155,7 +235,6 @@ def _load_events(conn, district: District, file: LandingFile, path, limit: int, 
         upsert_rows(conn, event_voids, [{"district_id": district.id, "voided_id": v, "event_id": e, "file_id": file_id}
                                         for v, e in zip(voided["voided_id"], voided["event_id"])],
                     key=["district_id", "voided_id"])
-        counts["statements voided"] += len(voided)
 
     # the (student, local day) pairs to recompute: the file's events and those it voids, and the day before
     zone = options.timezone

@@ -25,6 +25,9 @@ from runner.cycle import CycleResult, run_cycle
 from runner.jobrun import UsageError
 from jobs.job import plural
 from readers.landing import FileReader, FileUnreadable, discover, fingerprint
+from readers import standards as standard_files
+from readers.limits import Limits
+from jobs import standards
 from models import dataframe_table, metadata
 
 log = logging.getLogger(__name__)
@@ -56,22 +59,40 @@ class Scan:
     last_day: date | None = None
     students: set = field(default_factory=set)
     apps: Counter = field(default_factory=Counter)  # usage rows per app seen
+    standard_files: int = 0  # xAPI, Caliper and OneRoster files
+    counted: Counter = field(default_factory=Counter)  # what their mapping rules counted
 
 
-def scan(landing_dir: Path, district_id: str) -> Scan:
-    """What ingest would make of LANDING_DIR/<district_id>, without writing anything."""
+def scan(landing_dir: Path, district_id: str, options: config.StandardsOptions = config.StandardsOptions()) -> Scan:
+    """What ingest would make of LANDING_DIR/<district_id>, without writing anything;
+    `options`: how xAPI, Caliper and OneRoster files would map (the district's, or the defaults)."""
     found = Scan()
     seen: dict[str, str] = {}
-    for file in discover(landing_dir, district_id):
+    for file in standard_files.claim(discover(landing_dir, district_id)):
         if file.problem:
             found.unreadable.append((file.relpath, file.problem))
             continue
-        sha, size = fingerprint(file.path)
+        sha, size = standards.fingerprint(file) if standards.is_standard(file) else fingerprint(file.path)
         if sha in seen:
             found.copies.append((file.relpath, seen[sha]))
             continue
         seen[sha] = file.relpath
         found.files[(file.kind, file.ending)] += 1
+        if standards.is_standard(file):
+            found.standard_files += 1
+            try:
+                loaded, bad, counted, students, apps = standards.dry_run(file, size, options,
+                                                                         Limits.from_environment())
+            except FileUnreadable as exc:
+                found.unreadable.append((file.relpath, str(exc)))
+                continue
+            found.rows_good += loaded
+            found.rows_rejected += len(bad)
+            found.reasons.update(reason_category(bad["reason"]).dropna())
+            found.counted.update(counted)
+            found.students.update(students)
+            found.apps.update(apps)
+            continue
         try:
             with FileReader(file, size) as reader:
                 for chunk in reader.chunks():
@@ -97,7 +118,16 @@ def _count(found: Scan, kind: str, good: pd.DataFrame, bad: pd.DataFrame) -> Non
         found.apps.update(good["app"].value_counts().to_dict())
 
 
-def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[str]) -> str:
+def standards_options(settings_path: Path, district_id: str) -> tuple[config.StandardsOptions, str]:
+    """The district's standards: options when districts.yaml already has it, else the defaults."""
+    try:
+        return config.load(settings_path).district(district_id).standards, f"as {settings_path} sets them"
+    except (config.ConfigError, KeyError):
+        return config.StandardsOptions(), "the defaults"
+
+
+def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[str],
+                 options: config.StandardsOptions = config.StandardsOptions(), rules_source: str = "the defaults") -> str:
     folder = Path(landing_dir) / district_id
     out = [f"Dry run for {district_id!r} in {folder} (nothing was written):"]
     if not folder.is_dir():
@@ -121,6 +151,12 @@ def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[st
     unused = [a for a in apps if a not in found.apps]
     if unused:
         out.append(f"  apps in --apps with no usage yet: {', '.join(unused)}")
+    if found.standard_files:
+        out.append(f"  xAPI, Caliper and OneRoster mapping rules (districts.yaml standards:, {rules_source}):")
+        out += [f"    {line}" for line in standards.describe(options)]
+        if found.counted:
+            out.append("  what the rules counted:")
+            out += [f"    {what}: {n:,}" for what, n in sorted(found.counted.items())]
     return "\n".join(out)
 
 

@@ -169,7 +169,7 @@ def test_the_student_of_a_caliper_person(entity, rules, student):
     ({"raw": 25, "min": 0, "max": 20}, (None, "score 125 (raw 25 of 0..20) is outside 0..100")),
     ({"scaled": "high"}, (None, "scaled 'high' is not a number")),
     ({"raw": "9", "min": 0, "max": 10}, (None, "raw '9' is not a number")),
-    ({"scaled": True}, (None, "scaled true is not a number")),
+    ({"scaled": True}, (None, "scaled 'true' is not a number")),
     (None, (None, None)),
     ({}, (None, None)),
 ])
@@ -246,7 +246,7 @@ def test_each_actor_form_and_a_group():
     assert events["student_id"].tolist() == ["1001", "ann@oakwood.org", SHA.lower(), "https://id.oakwood.org/ann"]
     assert bad["line"].tolist() == [5]
     assert bad["reason"].iloc[0].startswith("the actor maps to no student id (rules: account.name, mbox, mbox_local, "
-                                            'mbox_sha1sum, openid): {"objectType": "Group"')
+                                            "mbox_sha1sum, openid): '{\"objectType\": \"Group\"")
 
 
 def test_timestamps_without_an_offset_and_the_stored_fallback_are_counted():
@@ -296,8 +296,8 @@ def test_statements_that_are_not_rows():
     events, _, bad, _ = xapi(*values)
     assert events.empty
     assert bad["line"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert bad["reason"].tolist()[:2] == ["not a JSON object: [1, 2]", "not a JSON object: 'text'"]
-    assert bad["reason"].iloc[3] == 'no verb.id: verb {"display": {"en": "did"}}'
+    assert bad["reason"].tolist()[:2] == ["not a JSON object: '[1, 2]'", "not a JSON object: 'text'"]
+    assert bad["reason"].iloc[3] == """no verb.id: verb '{"display": {"en": "did"}}'"""
     assert bad["reason"].iloc[4] == "result.duration 'P1M' is not an ISO 8601 duration such as PT4M30S"
     assert bad["line"].dtype == "Int64" and bad["raw"].iloc[0] == "[1, 2]"
 
@@ -389,10 +389,10 @@ def test_caliper_events_that_are_bad_rows():
     _, bad, _ = caliper(no_max, zero_max, over, no_time, no_student, unmapped)
     assert bad["reason"].tolist() == [
         "GradeEvent without a maxScore cannot be scaled",
-        "GradeEvent without a maxScore cannot be scaled: maxScore 0",
+        "GradeEvent without a maxScore cannot be scaled: maxScore '0'",
         "score 125 (scoreGiven 25 of maxScore 20) is outside 0..100",
         "the event has no eventTime",
-        'the actor maps to no student id (rules: otherIdentifiers, id.last_segment): {"id": "", "type": "Person"}',
+        """the actor maps to no student id (rules: otherIdentifiers, id.last_segment): '{"id": "", "type": "Person"}'""",
         "object 'urn:uuid:b9' (no edApp) maps to no app id: add it to standards.apps in districts.yaml"]
 
 
