@@ -277,50 +277,59 @@ def _rewrite(conn, district: District, days: pd.DataFrame, writer: Writer, count
     conn.execute(delete(usage).where(usage.c.district_id == district.id, usage.c.file_id.in_(_event_files(district)),
                                      exists().where(pair)))
     students_of = sorted(days["student_id"].unique())
-    usage_parts, scored_parts = [], []
-    for first in range(0, len(students_of), STUDENT_BATCH):
-        batch = students_of[first:first + STUDENT_BATCH]
-        mine = days.loc[days["student_id"].isin(batch)]
-        low = datetime.combine(min(mine["date"]) - timedelta(days=1), time(), zone).astimezone(timezone.utc)
-        high = datetime.combine(max(mine["date"]) + timedelta(days=2), time(), zone).astimezone(timezone.utc)
-        voided = select(event_voids.c.voided_id).where(event_voids.c.district_id == district.id)
-        events = read_frame(conn, select(
-            learning_events.c.student_id, learning_events.c.app, learning_events.c.at,
-            learning_events.c.duration_seconds, learning_events.c.use, learning_events.c.line,
-        ).where(learning_events.c.district_id == district.id, learning_events.c.student_id.in_(batch),
-                learning_events.c.at >= low, learning_events.c.at < high,
-                learning_events.c.event_id.not_in(voided)))
-        if len(events):
+    voided = select(event_voids.c.voided_id).where(event_voids.c.district_id == district.id)
+
+    def batches():
+        """Usage cells of the recomputed days, one batch of students at a time (memory
+        follows a batch, not the file)."""
+        for first in range(0, len(students_of), STUDENT_BATCH):
+            batch = students_of[first:first + STUDENT_BATCH]
+            mine = days.loc[days["student_id"].isin(batch)]
+            low = datetime.combine(min(mine["date"]) - timedelta(days=1), time(), zone).astimezone(timezone.utc)
+            high = datetime.combine(max(mine["date"]) + timedelta(days=2), time(), zone).astimezone(timezone.utc)
+            events = read_frame(conn, select(
+                learning_events.c.student_id, learning_events.c.app, learning_events.c.at,
+                learning_events.c.duration_seconds, learning_events.c.use, learning_events.c.line,
+            ).where(learning_events.c.district_id == district.id, learning_events.c.student_id.in_(batch),
+                    learning_events.c.at >= low, learning_events.c.at < high,
+                    learning_events.c.event_id.not_in(voided)))
+            if not len(events):
+                continue
             events = events.assign(at=pd.to_datetime(events["at"], utc=True), use=events["use"].astype(bool))
             daily, counted = rules.sessions_usage(events, gap_minutes=options.session_gap_minutes,
                                                   cap_minutes=options.session_cap_minutes, zone=options.timezone)
             counts.update(counted)
             daily = daily.merge(mine, on=["student_id", "date"], how="inner")
-            usage_parts.append(daily)
+            if len(daily):
+                yield _usage_cells(daily, counts), _EMPTY_BAD
+
+    writer.rows("usage", batches())
+    writer.touched(usage_of=set(students_of), days=set(days["date"]))
+    for first in range(0, len(students_of), STUDENT_BATCH):
+        batch = students_of[first:first + STUDENT_BATCH]
         scored = read_frame(conn, select(
             learning_events.c.student_id, learning_events.c.assessment_id, learning_events.c.at,
             learning_events.c.score, learning_events.c.line,
         ).where(learning_events.c.district_id == district.id, learning_events.c.student_id.in_(batch),
                 learning_events.c.assessment_id.is_not(None), learning_events.c.event_id.not_in(voided)))
-        scored_parts.append(scored)
-    daily = pd.concat(usage_parts, ignore_index=True) if usage_parts else pd.DataFrame()
-    if len(daily):
-        over = daily["minutes"] > 1440
-        if over.any():
-            counts["days over 1440 minutes, capped at 1440"] += int(over.sum())
-        cells = pd.DataFrame({
-            "student_id": daily["student_id"].astype(object), "app": daily["app"].astype(object),
-            "date": daily["date"].map(date.isoformat).astype(object),
-            "minutes": daily["minutes"].clip(upper=1440).map(lambda m: f"{m:.4f}".rstrip("0").rstrip(".")).astype(object),
-            "sessions": daily["sessions"].astype(int).astype(str).astype(object),
-            "line": pd.array(np.zeros(len(daily), dtype=int), dtype="Int64"),
-        })
-        cells = cells.assign(raw="usage from statements: " + cells["student_id"] + " " + cells["app"] + " "
-                             + cells["date"] + " " + cells["minutes"] + " minutes")
-        writer.rows("usage", [(cells, _EMPTY_BAD)])
-    writer.touched(usage_of=set(students_of), days=set(days["date"]))
-    _rescore(conn, district, pd.concat(scored_parts, ignore_index=True), students_of, writer)
+        _rescore(conn, district, scored, batch, writer)
     keys.drop(conn)
+
+
+def _usage_cells(daily: pd.DataFrame, counts: Counter) -> pd.DataFrame:
+    """Usage rows from sessions as text cells of our usage kind (validated like any file's)."""
+    over = daily["minutes"] > 1440
+    if over.any():
+        counts["days over 1440 minutes, capped at 1440"] += int(over.sum())
+    cells = pd.DataFrame({
+        "student_id": daily["student_id"].astype(object), "app": daily["app"].astype(object),
+        "date": daily["date"].map(date.isoformat).astype(object),
+        "minutes": daily["minutes"].clip(upper=1440).map(lambda m: f"{m:.4f}".rstrip("0").rstrip(".")).astype(object),
+        "sessions": daily["sessions"].astype(int).astype(str).astype(object),
+        "line": pd.array(np.zeros(len(daily), dtype=int), dtype="Int64"),
+    })
+    return cells.assign(raw="usage from statements: " + cells["student_id"] + " " + cells["app"] + " "
+                        + cells["date"] + " " + cells["minutes"] + " minutes")
 
 
 def _rescore(conn, district: District, scored: pd.DataFrame, students_of: list[str], writer: Writer) -> None:

@@ -208,3 +208,40 @@ def test_a_file_that_cannot_be_read_fails_alone(engine, tmp_path):
     assert ".json" in errors["caliper-x.csv"] and "zip" in errors["oneroster-x.zip"]
     assert _usage(engine) == {("s1", "ixl", "2026-11-04"): (3.0, 1)}
     assert result.status == "completed_with_errors"
+
+
+def test_a_oneroster_1_2_folder_with_roles_loads(engine, tmp_path):
+    from tests import standards_fixture as fixture
+
+    folder = tmp_path / "riverside" / "sis" / "export-2026-11-01"
+    folder.mkdir(parents=True)
+    manifest = fixture._manifest({"users": "bulk", "roles": "bulk", "orgs": "bulk"}).replace(
+        "oneroster.version,1.1", "oneroster.version,1.2").replace("file.users,bulk", "file.users,bulk\nfile.roles,bulk")
+    (folder / "manifest.csv").write_text(manifest)
+    (folder / "orgs.csv").write_text(fixture._csv([
+        ["sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"],
+        ["sch-a", "", "", "Adams", "school", "A", ""], ["sch-b", "", "", "Brook", "school", "B", ""]]))
+    header = ["sourcedId", "status", "dateLastModified", "enabledUser", "username", "userIds", "givenName",
+              "familyName", "middleName", "identifier", "email", "sms", "phone", "agentSourcedIds", "grades", "password",
+              "userMasterIdentifier", "resourceSourcedIds", "preferredGivenName", "preferredMiddleName",
+              "preferredFamilyName", "primaryOrgSourcedId", "pronouns"]
+
+    def user(sourced_id, grades, primary):
+        return [sourced_id, "", "", "true", sourced_id, "", "A", "B", "", f"id-{sourced_id}", "", "", "", "", grades,
+                "", "", "", "", "", "", primary, ""]
+
+    (folder / "users.csv").write_text(fixture._csv([header, user("u1", "07", "sch-b"), user("u2", "08", ""),
+                                                    user("t9", "", "sch-a")]))
+    (folder / "roles.csv").write_text(fixture._csv([
+        ["sourcedId", "status", "dateLastModified", "userSourcedId", "roleType", "role", "beginDate", "endDate",
+         "orgSourcedId", "userProfileSourcedId"],
+        ["ro1", "", "", "u1", "primary", "student", "", "", "sch-a", ""],
+        ["ro2", "", "", "u2", "primary", "student", "", "", "sch-a", ""],
+        ["ro3", "", "", "t9", "primary", "teacher", "", "", "sch-a", ""]]))
+    run(engine, tmp_path, settings(oneroster_student_id="identifier"))
+    with engine.connect() as conn:
+        found = {r.student_id: (r.school_id, r.grade) for r in conn.execute(select(students))}
+        kinds = conn.execute(select(ingested_files.c.kind, ingested_files.c.format, ingested_files.c.status)).all()
+    # u1: primaryOrgSourcedId; u2: none, so its primary role's org; t9 a teacher; ids by the identifier column
+    assert found == {"id-u1": ("sch-b", "07"), "id-u2": ("sch-a", "08")}
+    assert [tuple(k) for k in kinds] == [("oneroster", "folder", "loaded")]

@@ -1,0 +1,83 @@
+"""usage_weekly, kept by ingest file by file, equals a rebuild from `usage` after every kind of
+change (new days straight into the table, replaced keys, a school change, a database from
+before the table); values worked out by hand; on SQLite and PostgreSQL."""
+from datetime import date
+
+from sqlalchemy import delete, select
+
+import config
+from jobs import weekly
+from models import usage_weekly
+from runner.cycle import run_cycle
+
+HEADER = "student_id,app,date,minutes\n"
+
+
+def settings():
+    return config.parse({"districts": [{"id": "alpha", "apps": ["ixl", "dreambox"]}]})
+
+
+def ingest(engine, landing):
+    s = settings()
+    records = run_cycle(engine, s, districts=list(s.districts), jobs=["ingest"], as_of=date(2026, 10, 1),
+                        landing_dir=landing).records
+    assert records[0].result.status == "succeeded", records[0].result.message
+
+
+def rows(engine):
+    with engine.connect() as conn:
+        return {(r.school_id, r.app, r.week_start.isoformat()): (r.students, r.minutes)
+                for r in conn.execute(select(usage_weekly))}
+
+
+def rebuilt(engine):
+    """The table as a whole rebuild from usage gives it."""
+    with engine.begin() as conn:
+        conn.execute(delete(usage_weekly))
+        weekly.ensure(conn, "alpha")
+    return rows(engine)
+
+
+def test_each_file_keeps_the_weeks_it_touches(engine, tmp_path):
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "students_1.csv").write_text("student_id,school_id\ns1,north\ns2,north\ns3,south\n")
+    # Mon 7 Sep 2026 .. Sun 13 Sep is one week; Mon 14 Sep starts the next
+    (folder / "usage_1.csv").write_text(HEADER + "s1,ixl,2026-09-07,10\ns1,ixl,2026-09-13,5\ns2,ixl,2026-09-09,0\n"
+                                        "s3,ixl,2026-09-14,20\ns4,dreambox,2026-09-14,7\n")
+    ingest(engine, tmp_path)
+    expected = {("north", "ixl", "2026-09-07"): (1, 15.0),  # s2's 0 minutes: a row, not a student
+                ("south", "ixl", "2026-09-14"): (1, 20.0),
+                ("", "dreambox", "2026-09-14"): (1, 7.0)}  # s4 has no school
+    assert rows(engine) == expected
+    # a later file replaces a key (15 -> 10 minutes in the first week) and adds a day
+    (folder / "usage_2.csv").write_text(HEADER + "s1,ixl,2026-09-13,0\ns2,ixl,2026-09-15,30\n")
+    ingest(engine, tmp_path)
+    expected |= {("north", "ixl", "2026-09-07"): (1, 10.0), ("north", "ixl", "2026-09-14"): (1, 30.0)}
+    assert rows(engine) == expected == rebuilt(engine)
+    # s3 moves school: the weeks s3 used follow
+    (folder / "students_2.csv").write_text("student_id,school_id\ns3,north\n")
+    ingest(engine, tmp_path)
+    expected.pop(("south", "ixl", "2026-09-14"))
+    expected[("north", "ixl", "2026-09-14")] = (2, 50.0)
+    assert rows(engine) == expected == rebuilt(engine)
+
+
+def test_a_database_from_before_the_table_is_built_at_the_next_ingest(engine, tmp_path):
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "usage_1.csv").write_text(HEADER + "s1,ixl,2026-09-07,10\ns1,ixl,2026-09-21,5\n")
+    ingest(engine, tmp_path)
+    with engine.begin() as conn:
+        conn.execute(delete(usage_weekly))
+    (folder / "usage_2.csv").write_text(HEADER + "s2,ixl,2026-09-28,3\n")
+    ingest(engine, tmp_path)
+    assert rows(engine) == {("", "ixl", "2026-09-07"): (1, 10.0), ("", "ixl", "2026-09-21"): (1, 5.0),
+                            ("", "ixl", "2026-09-28"): (1, 3.0)}
+
+
+def test_weeks_start_on_monday():
+    assert weekly.monday(date(2026, 9, 13)) == date(2026, 9, 7)  # a Sunday
+    assert weekly.monday(date(2026, 9, 14)) == date(2026, 9, 14)
+    assert weekly.weeks_of(["2026-09-13", date(2026, 9, 7), None, "2026-09-14T10:00:00"]) == [
+        date(2026, 9, 7), date(2026, 9, 14)]
