@@ -190,6 +190,7 @@ def _load_events(conn, district: District, file: LandingFile, path, limit: int, 
     stage = _stage_events()
     stage.create(conn)
     voids = []
+    pairs: list[pd.DataFrame] = []
     staged = 0
     for chunk in chunks:
         if file.source == reader.XAPI:
@@ -214,6 +215,9 @@ def _load_events(conn, district: District, file: LandingFile, path, limit: int, 
         if len(events):
             staged += bulk_insert(conn, stage, events.drop(columns=["raw"]).assign(
                 use=events["use"].astype(int), line=events["line"].astype(int)))
+            pairs.append(_days_of(events, options.timezone))
+            if len(pairs) > 20:  # held: one row per (student, day), not per statement
+                pairs = [pd.concat(pairs, ignore_index=True).drop_duplicates()]
     writer.reject(_bad_frame(found.bad))
     voided = pd.concat(voids, ignore_index=True) if voids else pd.DataFrame(columns=["event_id", "voided_id", "line"])
 
@@ -237,26 +241,31 @@ def _load_events(conn, district: District, file: LandingFile, path, limit: int, 
                     key=["district_id", "voided_id"])
 
     # the (student, local day) pairs to recompute: the file's events and those it voids, and the day before
-    zone = options.timezone
-    touched = read_frame(conn, select(stage.c.student_id, stage.c.at, stage.c.duration_seconds))
+    touched = []
     if len(voided):
         ids = list(voided["voided_id"])
         for first in range(0, len(ids), 500):
-            touched = pd.concat([touched, read_frame(conn, select(
+            touched.append(_days_of(read_frame(conn, select(
                 learning_events.c.student_id, learning_events.c.at, learning_events.c.duration_seconds).where(
-                learning_events.c.district_id == district.id, learning_events.c.event_id.in_(ids[first:first + 500])))],
-                ignore_index=True)
+                learning_events.c.district_id == district.id, learning_events.c.event_id.in_(ids[first:first + 500]))),
+                options.timezone))
     stage.drop(conn)
-    if touched.empty:
+    days = pd.concat([*pairs, *touched], ignore_index=True).drop_duplicates() if pairs or touched else None
+    if days is None or days.empty:
         return distinct, counts, found.notes
-    at = pd.to_datetime(touched["at"], utc=True)
-    start = at - pd.to_timedelta(touched["duration_seconds"].fillna(0), unit="s")
-    days = pd.concat([pd.DataFrame({"student_id": touched["student_id"], "date": rules.local_day(at, zone)}),
-                      pd.DataFrame({"student_id": touched["student_id"], "date": rules.local_day(start, zone)})])
-    days = days.drop_duplicates()
     days = pd.concat([days, days.assign(date=days["date"].map(lambda d: d - timedelta(days=1)))]).drop_duplicates()
     _rewrite(conn, district, days, writer, counts)
     return distinct, counts, found.notes
+
+
+def _days_of(events: pd.DataFrame, zone: str) -> pd.DataFrame:
+    """(student_id, date) of each event's local day, and of its start (a stated duration
+    may begin the day before)."""
+    at = pd.to_datetime(events["at"], utc=True)
+    start = at - pd.to_timedelta(events["duration_seconds"].astype("float64").fillna(0), unit="s")
+    return pd.concat([pd.DataFrame({"student_id": events["student_id"].astype(object), "date": rules.local_day(at, zone)}),
+                      pd.DataFrame({"student_id": events["student_id"].astype(object),
+                                    "date": rules.local_day(start, zone)})]).drop_duplicates()
 
 
 def _event_files(district: District):
@@ -276,7 +285,9 @@ def _rewrite(conn, district: District, days: pd.DataFrame, writer: Writer, count
     pair = and_(keys.c.student_id == usage.c.student_id, keys.c.date == usage.c.date)
     conn.execute(delete(usage).where(usage.c.district_id == district.id, usage.c.file_id.in_(_event_files(district)),
                                      exists().where(pair)))
-    students_of = sorted(days["student_id"].unique())
+    days = days.sort_values(["student_id", "date"], ignore_index=True)
+    students_of = list(days["student_id"].drop_duplicates())
+    bounds = days["student_id"].to_numpy()
     voided = select(event_voids.c.voided_id).where(event_voids.c.district_id == district.id)
 
     def batches():
@@ -284,7 +295,8 @@ def _rewrite(conn, district: District, days: pd.DataFrame, writer: Writer, count
         follows a batch, not the file)."""
         for first in range(0, len(students_of), STUDENT_BATCH):
             batch = students_of[first:first + STUDENT_BATCH]
-            mine = days.loc[days["student_id"].isin(batch)]
+            lo, hi = np.searchsorted(bounds, batch[0], "left"), np.searchsorted(bounds, batch[-1], "right")
+            mine = days.iloc[lo:hi]  # the batch's pairs: days is sorted by student
             low = datetime.combine(min(mine["date"]) - timedelta(days=1), time(), zone).astimezone(timezone.utc)
             high = datetime.combine(max(mine["date"]) + timedelta(days=2), time(), zone).astimezone(timezone.utc)
             events = read_frame(conn, select(
