@@ -81,8 +81,10 @@ Caliper events -> events, bad rows (the reader unpacks envelopes: one event per 
 
 Events -> usage (minutes per student, app and local day)
   - only use rows count (the others are counted);
-  - a row with a duration is a session of min(duration, cap) minutes on the local day of
-    its start (at - duration);
+  - a row with a duration covers [at - duration, at] (a duration over a year is refused);
+    covered spans of one student and app that overlap are one session (counted), from the
+    first start to the last end; a session of min(length, cap) minutes on the local day of
+    its start;
   - a row without one whose time lies in [start, at] of a duration row of the same student
     and app is not counted again (counted);
   - the other rows, per student and app in time order, are sessions: a row less than
@@ -190,6 +192,9 @@ def _bad_frame(rows: list[tuple]) -> pd.DataFrame:
 
 # --- times ------------------------------------------------------------------------------
 
+MAX_DURATION_SECONDS = 366 * 86400  # a stated duration longer than this is refused (no length of use)
+
+
 def parse_duration(text: str) -> float:
     """An ISO 8601 duration (PnW or PnDTnHnMnS) in seconds; ValueError for anything else."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
@@ -203,8 +208,8 @@ def parse_duration(text: str) -> float:
     if not given or (t and hours is None and minutes is None and seconds is None):
         raise ValueError(f"duration {_quote(text)} has no number of weeks, days, hours, minutes or seconds")
     total = sum(n * unit for n, unit in given)
-    if not math.isfinite(total):
-        raise ValueError(f"duration {_quote(text)} is too long")
+    if not math.isfinite(total) or total > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {_quote(text)} is longer than a year: not a length of use")
     return total
 
 
@@ -558,6 +563,8 @@ def _statement(line: int, raw: str, value, rows: _Rows, counts: Counter, *, acto
         return bad(f"no verb.id: verb {_quote(verb)}")
     obj = value.get("object")
     kind = obj.get("objectType", "Activity") if isinstance(obj, dict) else None
+    if not isinstance(kind, str):
+        return bad(f"object {_quote(obj)} has no objectType that is text")
     if verb_id == VOIDED:
         target = _text(obj.get("id")) if kind == "StatementRef" else None
         if target is None:
@@ -727,11 +734,21 @@ def sessions_usage(events: pd.DataFrame, *, gap_minutes: float, cap_minutes: flo
     cap = cap_minutes * 60
     label = f"{cap_minutes:g}"
 
-    # 1. a stated duration is a session of its own, on the day it started
+    # 1. a stated duration is a session of its own, on the day it started; stated durations of
+    #    one student and app that overlap are one session, from the first start to the last end
     stated = np.flatnonzero(~np.isnan(seconds))
     starts = at_ns[stated] - np.rint(seconds[stated] * _NS).astype("int64")
-    _add(counts, f"durations capped at {label} minutes", int((seconds[stated] > cap).sum()))
-    parts = [(stated, starts, np.minimum(seconds[stated], cap) / 60)]
+    order = np.lexsort((starts, group[stated]))
+    span_group, span_start, span_end = group[stated][order], starts[order], at_ns[stated][order]
+    reach = pd.Series(span_end).groupby(span_group).cummax().to_numpy()  # the latest end so far in the group
+    opens = np.ones(len(order), dtype=bool)
+    opens[1:] = (span_group[1:] != span_group[:-1]) | (span_start[1:] > reach[:-1])
+    _add(counts, OVERLAPPING, int((~opens).sum()))
+    first = np.flatnonzero(opens)
+    ends = np.maximum.reduceat(span_end, first) if len(first) else span_end[:0]
+    length = (ends - span_start[first]) / _NS
+    _add(counts, f"durations capped at {label} minutes", int((length > cap).sum()))
+    parts = [(stated[order][first], span_start[first], np.minimum(length, cap) / 60)]
 
     # 2. statements inside a stated duration are not counted again
     loose = np.flatnonzero(np.isnan(seconds))
@@ -769,6 +786,9 @@ def sessions_usage(events: pd.DataFrame, *, gap_minutes: float, cap_minutes: flo
         "minutes": usage["minutes"].round(4).astype("float64"),
         "sessions": usage["sessions"].astype("int64"),
     }, columns=USAGE_COLUMNS), counts
+
+
+OVERLAPPING = "stated durations overlapping another of the same student and app, joined"
 
 
 def _add(counts: Counter, reason: str, n: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -220,7 +221,7 @@ def _loaded_elsewhere(conn, district: District, file: LandingFile, sha: str) -> 
         ingested_files.c.status == LOADED,
         ingested_files.c.path != file.relpath,
     ).order_by(ingested_files.c.file_id)
-    if file.source is None:
+    if file.source is None or standards.is_standard(file):
         return conn.execute(same.limit(1)).scalar()
     # a school-server tree: one delivery is the same bytes under the same name in the same
     # school's folder, whichever year folder holds it (two schools' heartbeats may match byte for byte)
@@ -365,6 +366,8 @@ def _load(conn, district: District, file: LandingFile, sha: str, size: int, star
             arrived_at=file.modified_at, started_at=started,
         ).returning(ingested_files.c.file_id)
     ).scalar_one()
+    if ids and standards.is_standard(file):  # what the replaced record wrote is this record's now
+        standards.adopt(conn, district, ids, file_id)
 
     counted: Counter = Counter()
     if standards.is_standard(file):  # xAPI, Caliper, OneRoster: their own reader and rules, our merge
@@ -651,12 +654,16 @@ def ahead(items: Iterator, depth: int = 1):
         thread.join()
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def storable_raw(raw: pd.Series) -> pd.Series:
     """Rejected rows' text (and reasons, which quote cells) as stored: NUL shown as U+FFFD,
     cut to ANALYTICS_MAX_RAW_CHARS characters (marked when cut), every secret value of the
     environment masked."""
     limit = Limits.from_environment().raw_chars
-    text = raw.astype("string").str.replace("\x00", "\ufffd", regex=False)  # a reason may quote a NUL cell
+    text = raw.map(lambda v: _LONE_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v)  # a quoted JSON escape
+    text = text.astype("string").str.replace("\x00", "\ufffd", regex=False)  # a reason may quote a NUL cell
     long = text.str.len() > limit
     if long.any():  # few rows: cut each as bounded_raw does
         text = text.where(~long, text.loc[long].map(lambda value: bounded_raw(value, limit)).astype("string"))

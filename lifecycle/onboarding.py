@@ -122,8 +122,11 @@ def standards_options(settings_path: Path, district_id: str) -> tuple[config.Sta
     """The district's standards: options when districts.yaml already has it, else the defaults."""
     try:
         return config.load(settings_path).district(district_id).standards, f"as {settings_path} sets them"
-    except (config.ConfigError, KeyError):
+    except KeyError:
         return config.StandardsOptions(), "the defaults"
+    except config.ConfigError as exc:
+        return config.StandardsOptions(), (f"the defaults: {settings_path} has problems, so its settings are not "
+                                           f"used: {'; '.join(exc.problems)[:300]}")
 
 
 def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[str],

@@ -46,7 +46,8 @@ _HASH_BLOCK = 1 << 20
 def claim(files: list[LandingFile]) -> list[LandingFile]:
     """The discovered files with the standard formats' files marked as such (their `source`),
     and every folder holding a manifest.csv turned into one OneRoster delivery."""
-    folders = {f.path.parent for f in files if f.path.name.lower() == MANIFEST and not f.refused}
+    folders = {f.path.parent for f in files if f.path.name.lower() == MANIFEST and not f.refused
+               and _is_oneroster_manifest(f.path)}
     out: list[LandingFile] = []
     bundles: dict[Path, list[LandingFile]] = {}
     for file in files:
@@ -79,6 +80,17 @@ def claim(files: list[LandingFile]) -> list[LandingFile]:
             bytes=sum(m.bytes for m in members), modified_at=max(m.modified_at for m in members),
             source=ONEROSTER_FOLDER, school=first.school if "/" in relpath.split("/", 1)[-1] else None))
     return sorted(out, key=lambda f: (f.modified_at, f.relpath))
+
+
+def _is_oneroster_manifest(path: Path) -> bool:
+    """Whether a manifest.csv is OneRoster's (it names oneroster.version): a sync tool's own
+    manifest.csv leaves its folder's files to be read one by one."""
+    try:
+        with open_regular(path) as handle:
+            head = handle.read(64 * 1024).decode("utf-8", errors="replace").lower()
+    except OSError:
+        return False
+    return "oneroster.version" in head
 
 
 def bundle_members(folder: Path) -> list[Path]:
@@ -169,7 +181,8 @@ def _document(text: io.TextIOBase, limits: Limits, found: JsonItems) -> Iterator
     buffer = text.read(_HASH_BLOCK)
     start = len(buffer) - len(buffer.lstrip(_WHITESPACE + "\ufeff"))
     if start >= len(buffer):
-        raise FileUnreadable("the file is empty: a JSON array or object is required")
+        found.notes.append("the file is empty: no statements")
+        return
     line = 1 + buffer.count("\n", 0, start)
     if buffer[start] != "[":
         rest = buffer + text.read(limits.chunk_bytes + 1 - len(buffer))

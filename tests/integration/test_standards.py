@@ -245,3 +245,134 @@ def test_a_oneroster_1_2_folder_with_roles_loads(engine, tmp_path):
     # u1: primaryOrgSourcedId; u2: none, so its primary role's org; t9 a teacher; ids by the identifier column
     assert found == {"id-u1": ("sch-b", "07"), "id-u2": ("sch-a", "08")}
     assert [tuple(k) for k in kinds] == [("oneroster", "folder", "loaded")]
+
+
+# --- cases a review found: each failed before its fix ------------------------------------------
+
+def _st(sid, student, when, duration=None, activity="https://www.dreambox.com/a", verb="experienced", score=None):
+    statement = {"id": sid, "actor": {"account": {"homePage": "https://h", "name": student}},
+                 "verb": {"id": f"http://adlnet.gov/expapi/verbs/{verb}"}, "object": {"id": activity},
+                 "timestamp": when}
+    result = {**({"duration": duration} if duration else {}), **({"score": {"scaled": score}} if score else {})}
+    return {**statement, **({"result": result} if result else {})}
+
+
+def _lines(path, *statements):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(s) + "\n" for s in statements))
+
+
+def test_a_statement_repeated_on_one_line_keeps_the_last(engine, tmp_path):
+    folder = tmp_path / "riverside"
+    folder.mkdir()
+    first, second = _st("a", "s1", "2026-11-04T15:00:00Z", "PT5M"), _st("b", "s1", "2026-11-04T16:00:00Z", "PT3M")
+    (folder / "xapi-min.json").write_text(json.dumps([first, second, {**first, "result": {"duration": "PT8M"}}]))
+    result = run(engine, tmp_path, settings(timezone="UTC")).records[0].result
+    assert result.status == "succeeded", result.message
+    assert _usage(engine) == {("s1", "dreambox", "2026-11-04"): (11.0, 2)}  # 8 (the last copy of a) + 3
+
+
+def test_a_statement_sent_again_with_another_time_or_actor_moves(engine, tmp_path):
+    folder = tmp_path / "riverside"
+    chosen = settings(timezone="UTC")
+    _lines(folder / "xapi-1.jsonl", _st("x1", "s1", "2026-11-04T15:00:00Z", "PT10M", score=0.7, verb="completed"))
+    run(engine, tmp_path, chosen)
+    _lines(folder / "xapi-2.jsonl", _st("x1", "s2", "2026-11-09T15:00:00Z", "PT10M", score=0.7, verb="completed"))
+    run(engine, tmp_path, chosen)
+    assert _usage(engine) == {("s2", "dreambox", "2026-11-09"): (10.0, 1)}
+    assert _assessments(engine) == {("s2", "https://www.dreambox.com/a"): ("2026-11-09", 70.0)}
+
+
+def test_a_late_statement_before_midnight_takes_the_session_from_the_next_day(engine, tmp_path):
+    folder = tmp_path / "riverside"
+    chosen = settings(timezone="UTC")
+    _lines(folder / "xapi-1.jsonl", _st("a", "s1", "2026-11-05T00:10:00Z"), _st("b", "s1", "2026-11-05T00:30:00Z"))
+    run(engine, tmp_path, chosen)
+    assert _usage(engine) == {("s1", "dreambox", "2026-11-05"): (20.0, 1)}
+    _lines(folder / "xapi-2.jsonl", _st("c", "s1", "2026-11-04T23:55:00Z"))
+    run(engine, tmp_path, chosen)
+    assert _usage(engine) == {("s1", "dreambox", "2026-11-04"): (35.0, 1)}  # one session, begun on the 4th
+
+
+def test_around_a_files_days_a_usage_files_row_and_a_corrected_score_keep_their_keys(engine, tmp_path):
+    folder = tmp_path / "riverside"
+    chosen = settings(timezone="UTC")
+    _lines(folder / "xapi-1.jsonl", _st("a", "s1", "2026-11-04T15:00:00Z", "PT10M", score=0.8, verb="completed"),
+           _st("b", "s1", "2026-11-03T15:00:00Z", "PT10M"))
+    run(engine, tmp_path, chosen)
+    (folder / "usage_fix.csv").write_text("student_id,app,date,minutes\ns1,dreambox,2026-11-03,25\n")
+    (folder / "assessments_fix.csv").write_text(
+        "student_id,assessment_id,date,score\ns1,https://www.dreambox.com/a,2026-11-04,90\n")
+    run(engine, tmp_path, chosen)
+    _lines(folder / "xapi-2.jsonl", _st("c", "s1", "2026-11-04T18:00:00Z", "PT2M", activity="https://www.ixl.com/b"))
+    run(engine, tmp_path, chosen)  # touches 4 Nov (and the 3rd and 5th around it)
+    minutes = _usage(engine)
+    assert minutes[("s1", "dreambox", "2026-11-03")][0] == 25.0  # the usage file's row stays
+    assert minutes[("s1", "ixl", "2026-11-04")][0] == 2.0
+    assert _assessments(engine)[("s1", "https://www.dreambox.com/a")] == ("2026-11-04", 90.0)
+
+
+def test_force_after_a_mapping_change_replaces_rather_than_adds(engine, tmp_path):
+    folder = tmp_path / "riverside"
+    _lines(folder / "xapi-1.jsonl", _st("a", "s1", "2026-11-04T15:00:00Z", "PT10M"),
+           _st("b", "s1", "2026-11-05T02:00:00Z", "PT10M"))
+    run(engine, tmp_path, settings(timezone="UTC"))
+    changed = config.parse({"districts": [{"id": "riverside", "apps": ["dreambox_math"], "standards": {
+        "apps": {"https://www.dreambox.com/": "dreambox_math"}, "timezone": "America/Chicago"}}]})
+    run(engine, tmp_path, changed, force=True)
+    assert _usage(engine) == {("s1", "dreambox_math", "2026-11-04"): (20.0, 2)}  # 09:00 and 20:00 CST
+    assert _weekly(engine) == {("", "dreambox_math", "2026-11-02"): (1, 20.0)}
+
+
+def test_bulk_rosters_of_other_folders_stay_and_a_copy_is_a_duplicate(engine, tmp_path):
+    import zipfile
+    from tests import standards_fixture as fixture
+
+    def bundle(path, *users):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("manifest.csv", fixture._manifest({"users": "bulk"}))
+            archive.writestr("users.csv", fixture._csv([fixture.USERS_HEADER, *users]))
+
+    folder = tmp_path / "riverside" / "sis"
+    bundle(folder / "school-a/oneroster-a.zip", fixture._user("a1", "sch-a", "student", "05"))
+    bundle(folder / "school-b/oneroster-b.zip", fixture._user("b1", "sch-b", "student", "05"))
+    run(engine, tmp_path)
+    shutil.copy(folder / "school-a/oneroster-a.zip", folder / "school-a/oneroster-a-copy.zip")
+    run(engine, tmp_path)
+    with engine.connect() as conn:
+        found = {r.student_id for r in conn.execute(select(students))}
+        status = {r.path.rsplit("/", 1)[1]: r.status for r in conn.execute(select(ingested_files))}
+    assert found == {"a1", "b1"}
+    assert status["oneroster-a-copy.zip"] == "duplicate"
+
+
+def test_a_sync_tools_manifest_leaves_its_folder_alone_and_an_empty_export_loads(engine, tmp_path):
+    folder = tmp_path / "riverside" / "school1"
+    folder.mkdir(parents=True)
+    (folder / "manifest.csv").write_text("file,sha256\nusage_1.csv,abc\n")
+    (folder / "usage_1.csv").write_text("student_id,app,date,minutes\ns1,ixl,2026-11-04,12\n")
+    (folder / "xapi-empty.json").write_text("")
+    run(engine, tmp_path)
+    with engine.connect() as conn:
+        status = {r.path.rsplit("/", 1)[1]: (r.status, r.notes) for r in conn.execute(select(ingested_files))}
+    assert status["usage_1.csv"][0] == "loaded" and _usage(engine)[("s1", "ixl", "2026-11-04")][0] == 12.0
+    assert status["xapi-empty.json"][0] == "loaded" and "empty" in status["xapi-empty.json"][1]
+
+
+def test_unstorable_text_and_huge_values_cost_only_their_statement(engine, tmp_path):
+    folder = tmp_path / "riverside"
+    folder.mkdir()
+    good = _st("ok", "s1", "2026-11-04T15:00:00Z", "PT5M")
+    lines = [json.dumps(good), json.dumps(_st("n", "s\u0000x", "2026-11-04T15:00:00Z", "PT5M")),
+             json.dumps(_st("u", "s2", "2026-11-04T15:00:00Z", "PT5M")).replace('"s2"', '"s\\ud800"'),
+             json.dumps(_st("d", "s3", "2026-11-04T15:00:00Z", "PT99999999999S")),
+             json.dumps(_st("i" * 6000, "s4", "2026-11-04T15:00:00Z", "PT4M"))]
+    (folder / "xapi-odd.jsonl").write_text("\n".join(lines) + "\n")
+    result = run(engine, tmp_path, settings(timezone="UTC")).records[0].result
+    assert result.status == "completed_with_errors", result.message
+    assert _usage(engine) == {("s1", "dreambox", "2026-11-04"): (5.0, 1), ("s4", "dreambox", "2026-11-04"): (4.0, 1)}
+    assert [line for _, line, _ in _rejected(engine)] == [2, 3, 4]
+    with engine.connect() as conn:
+        ids = conn.execute(select(learning_events.c.event_id)).scalars().all()
+    assert sorted(ids)[-1].startswith("sha1:")

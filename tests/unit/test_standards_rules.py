@@ -499,3 +499,26 @@ def test_caliper_events_flow_into_usage():
     pd.testing.assert_frame_equal(out, usage(("554433", "canvas_lms", DAY, 0.0, 1), ("554433", "dreambox", DAY, 0.0, 1),
                                              ("554433", "lexia", DAY, 0.0, 1)))
     assert counts[s.NOT_USE_ROWS] == 1
+
+
+def test_overlapping_stated_durations_are_one_session_not_added():
+    # completed and terminated, each PT30M ending 10:30 (10:00-10:30), and PT20M ending 10:40
+    # (10:20-10:40) overlaps them: one session 10:00-10:40; PT5M ending 11:00 stands alone
+    frame = events(("ann", "ixl", "2026-11-02T10:30Z", 1800.0), ("ann", "ixl", "2026-11-02T10:30Z", 1800.0),
+                   ("ann", "ixl", "2026-11-02T10:40Z", 1200.0), ("ann", "ixl", "2026-11-02T11:00Z", 300.0),
+                   ("bo", "ixl", "2026-11-02T10:30Z", 1800.0))
+    out, counts = sessions(frame)
+    pd.testing.assert_frame_equal(out, usage(("ann", "ixl", DAY, 45.0, 2), ("bo", "ixl", DAY, 30.0, 1)))
+    assert counts == {s.OVERLAPPING: 2}
+
+
+def test_a_duration_over_a_year_and_an_objecttype_that_is_not_text_are_bad_rows():
+    with pytest.raises(ValueError, match="longer than a year"):
+        s.parse_duration("PT99999999999S")
+    assert s.parse_duration("P366D") == 366 * 86400
+    events_, _, bad, _ = xapi(statement(result={"duration": "P200000D"}),
+                              statement(id="s-2", object={"objectType": ["Activity"], "id": "https://x.org/a"}),
+                              statement(id="s-3"))
+    assert events_["event_id"].tolist() == ["s-3"]
+    assert bad["line"].tolist() == [1, 2]
+    assert "P200000D" in bad["reason"][0] and "objectType" in bad["reason"][1]
