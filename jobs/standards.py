@@ -3,12 +3,13 @@ reads, analytics/standards.py and analytics/oneroster.py map; README "xAPI, Cali
 OneRoster").
 
 Statements and events are kept one row each in `learning_events` (an id loaded again
-replaces its row, so a statement exported twice counts once); `usage` and `assessments` are
-then recomputed from them for the (student, day) pairs the file touches, and the day before,
-so sessions that span files and statements voided later come out right. A OneRoster bundle's
-users go to `students`, its results to `assessments`, through the same validation and merge
-as any landing file; `tobedeleted` rows and, for a bulk table, rows an earlier bundle gave
-that this one no longer has, are removed.
+replaces its row, so a statement exported twice counts once); `usage` is then recomputed
+from them for the (student, day) pairs the file touches (and those its statements replace or
+void), with the days before and after, and `assessments` for the (student, assessment) pairs
+it scores, so sessions that span files and statements voided later come out right. A
+OneRoster bundle's users go to `students`, its results to `assessments`, through the same
+validation and merge as any landing file; `tobedeleted` rows and, for a bulk table, rows an
+earlier bundle of its series (its folder) gave that this one no longer lists, are removed.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from models import (
 from models.schema import ID
 from readers import standards as reader
 from readers.landing import FileUnreadable, LandingFile
+from readers.landing import fingerprint as fingerprint_file
 from readers.limits import Limits
 from storage.frames import bulk_insert, read_frame, upsert_from_select, upsert_rows
 
@@ -63,11 +65,10 @@ def is_standard(file: LandingFile) -> bool:
 
 
 def fingerprint(file: LandingFile) -> tuple[str, int]:
+    """(sha256, bytes) of a file, or of a bundle folder's files together."""
     if file.source == reader.ONEROSTER_FOLDER:
         return reader.bundle_fingerprint(file.path)
-    from readers.landing import fingerprint as of_file
-
-    return of_file(file.path)
+    return fingerprint_file(file.path)
 
 
 def load(conn, district: District, file: LandingFile, size: int, file_id: int, writer: Writer,
