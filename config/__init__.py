@@ -11,6 +11,7 @@ from config.districts import (
     DEFAULTS,
     ClixOptions,
     StandardsOptions,
+    Source,
     ConfigError,
     District,
     Settings,
@@ -22,5 +23,5 @@ from config.districts import (
     yaml_load,
 )
 
-__all__ = ["DEFAULT_BANDS", "DEFAULTS", "ClixOptions", "ConfigError", "StandardsOptions", "District", "Settings", "add_district_text", "load", "parse",
+__all__ = ["DEFAULT_BANDS", "DEFAULTS", "ClixOptions", "ConfigError", "StandardsOptions", "Source", "District", "Settings", "add_district_text", "load", "parse",
            "set_enabled_text", "write_text_checked", "yaml_load"]

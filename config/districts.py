@@ -33,7 +33,8 @@ DEFAULTS: dict[str, int] = {
 }
 DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
 TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", *DEFAULTS}
-DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", "standards", *DEFAULTS}
+DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", "standards", "sources",
+                 "fetch_monthly_bytes", *DEFAULTS}
 SOURCES = ("files", "clix")  # what the landing folder holds: our landing files, or CLIx school-server trees
 
 
@@ -88,6 +89,28 @@ ONEROSTER_ID_RULES = ("sourcedId", "identifier", "username")
 
 
 @dataclass(frozen=True)
+class Source:
+    """One place a district publishes its data, fetched into its landing folder before ingest
+    (README, "fetch"). Credentials never live here: they come from the environment."""
+    name: str  # the ledger's name for it, and the landing sub-folder its files land in
+    type: str  # s3 | sftp | https | sql
+    url: str  # s3://bucket/prefix, sftp://[user@]host[:port]/path, https://host/path; sql: none
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+
+SOURCE_TYPES = ("s3", "sftp", "https", "sql")
+SOURCE_KEYS = {"name", "url", "include", "timeout_seconds", "retries",  # every type
+               "endpoint_url", "profile", "region",  # s3
+               "key_file", "username", "known_hosts",  # sftp
+               "url_env", "table", "watermark", "kind"}  # sql
+SECRET_KEYS = {"password", "secret", "aws_secret_access_key", "aws_access_key_id", "token", "passphrase", "key"}
+_SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
+
+
+@dataclass(frozen=True)
 class District:
     id: str
     name: str
@@ -104,6 +127,8 @@ class District:
     source: str = "files"  # "files" or "clix"
     clix: ClixOptions = ClixOptions()
     standards: StandardsOptions = StandardsOptions()
+    sources: tuple[Source, ...] = ()
+    fetch_monthly_bytes: int | None = None  # bytes fetched in a calendar month (UTC) at most; None: no limit
 
     def __hash__(self) -> int:  # bands is a dict; ids are unique within a config
         return hash(self.id)
@@ -345,11 +370,15 @@ def _district(
     if "clix" in entry and source != "clix":
         problems.append(f"{label}: clix options are given but source is {source!r} (set source: clix)")
     standards = _standards(entry.get("standards", {}), label, problems)
+    sources = _sources(entry.get("sources", []), label, problems)
+    limit = entry.get("fetch_monthly_bytes")
+    if limit is not None:
+        limit = _positive_int(limit, f"{label}: fetch_monthly_bytes", problems)
     if len(problems) > before:
         return None
     return District(
         id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings,
-        source=source, clix=clix, standards=standards,
+        source=source, clix=clix, standards=standards, sources=sources, fetch_monthly_bytes=limit,
     )
 
 
@@ -423,6 +452,60 @@ def _standards(value: Any, label: str, problems: list[str]) -> StandardsOptions:
         if key in value:
             options[key] = _positive_int(value[key], f"{where}: {key}", problems)
     return StandardsOptions(**options)
+
+
+def _sources(value: Any, label: str, problems: list[str]) -> tuple[Source, ...]:
+    """The district's `sources:`, each checked: its type from the URL (or `sql`), its keys,
+    no credentials (they come from the environment: README, "fetch")."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, list):
+        problems.append(f"{label}: sources must be a list of sources; got {value!r}")
+        return ()
+    out: list[Source] = []
+    for position, entry in enumerate(value, start=1):
+        where = f"{label}: sources[{position}]"
+        if not isinstance(entry, dict) or "url" not in entry:
+            problems.append(f"{where} must be a mapping with a url (s3://, sftp://, https:// or sql); got {entry!r}")
+            continue
+        secrets = sorted(k for k in entry if isinstance(k, str) and k.lower() in SECRET_KEYS)
+        if secrets:
+            problems.append(f"{where}: {', '.join(secrets)}: credentials are never read from districts.yaml; "
+                            "set them in the environment (README, fetch)")
+        for key in sorted(set(entry) - SOURCE_KEYS - SECRET_KEYS, key=str):
+            problems.append(f"{where}: unknown key {key!r}; expected some of {sorted(SOURCE_KEYS)}")
+        url = entry["url"]
+        kind = "sql" if url == "sql" else (urlsplit(url).scheme if isinstance(url, str) else None)
+        kind = "https" if kind == "http" else kind
+        if kind not in SOURCE_TYPES:
+            problems.append(f"{where}: url must start with s3://, sftp://, https:// (or http://), or be sql; got {url!r}")
+            continue
+        parts = urlsplit(url) if kind != "sql" else None
+        if parts is not None and (not parts.netloc or (parts.password is not None)):
+            problems.append(f"{where}: url {url!r} must name a host (or bucket) and carry no password")
+            continue
+        if kind == "sftp" and "key_file" not in entry:
+            problems.append(f"{where}: an sftp source needs key_file (the private key's path)")
+        if kind == "sql":
+            for key in ("url_env", "table", "watermark", "kind"):
+                if not isinstance(entry.get(key), str) or not entry.get(key):
+                    problems.append(f"{where}: a sql source needs {key}")
+            if entry.get("kind") not in (None, "usage", "assessments", "forecasts", "score_averages", "students"):
+                problems.append(f"{where}: kind must be one of usage, assessments, forecasts, score_averages, "
+                                f"students; got {entry.get('kind')!r}")
+        name = entry.get("name") or (entry.get("table") if kind == "sql" else
+                                    re.sub(r"[^a-z0-9_-]+", "-", f"{kind}-{parts.netloc}".lower()).strip("-"))
+        name = str(name)[:41]
+        if not _SOURCE_NAME.match(name):
+            problems.append(f"{where}: name must match {_SOURCE_NAME.pattern}; got {name!r}")
+        if any(s.name == name for s in out):
+            problems.append(f"{where}: two sources are named {name!r} (give each a name)")
+        for key in ("timeout_seconds", "retries"):
+            if key in entry:
+                _positive_int(entry[key], f"{where}: {key}", problems)
+        options = tuple(sorted((k, v) for k, v in entry.items() if k not in ("name", "url") and k in SOURCE_KEYS))
+        out.append(Source(name=name, type=kind, url=url, options=options))
+    return tuple(out)
 
 
 def _clix(value: Any, label: str, problems: list[str]) -> ClixOptions:

@@ -262,6 +262,24 @@ usage_weekly = Table(  # output: use over time, per school, app and week; kept b
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 
+# --- fetch (README, "fetch") -------------------------------------------------------------------
+
+fetch_ledger = Table(  # one row per object fetched (or tried) from a district's source
+    "fetch_ledger",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("district_id", String(31), nullable=False),
+    Column("source", String(41), nullable=False),  # the source's name in districts.yaml
+    Column("remote_path", Text, nullable=False),  # the object's key or path (a sql source: the table)
+    Column("version", Text),  # ETag, checksum, or size and mtime; a sql source: the watermark reached
+    Column("bytes", BigInteger, nullable=False),
+    Column("local_path", Text),  # relative to LANDING_DIR, as ingest's manifest has it
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # fetched | failed | limit
+    Column("error", Text),
+)
+Index("ix_fetch_ledger_object", fetch_ledger.c.district_id, fetch_ledger.c.source, fetch_ledger.c.remote_path)
+
 rejected_rows = Table(
     "rejected_rows",
     metadata,

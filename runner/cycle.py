@@ -16,7 +16,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from config import District, Settings
-from jobs import JOBS
+from jobs import JOBS, jobs_for
 from jobs.ingest import unconfigured_folders
 from jobs.job import FAILED, JobContext
 from runner.jobrun import (
@@ -137,10 +137,10 @@ def run_cycle(
     for district in districts:
         with claim(engine, district.id, holder, LEASE_SECONDS) as other:
             if other is not None:
-                cycle.records += skip_claimed(engine, ctx, jobs, district.id, other)
+                cycle.records += skip_claimed(engine, ctx, jobs_for(district, jobs), district.id, other)
                 continue
             failed_job = None
-            for job in jobs:
+            for job in jobs_for(district, jobs):
                 if failed_job:
                     cycle.records.append(skip_job(engine, ctx, job, district.id, f"not run: {failed_job} failed"))
                     continue

@@ -54,6 +54,7 @@ from runner.jobrun import (
     skip_claimed,
     skip_job,
 )
+from jobs import jobs_for
 from jobs.job import FAILED, RUNNING, JobContext, JobResult
 from models import job_runs
 
@@ -245,6 +246,9 @@ class _Coordinator:
 
     def start(self, district: District, jobs: list[str]) -> _Chain | list[JobRecord]:
         """Claim the district: its chain, or its skipped records when another instance has it."""
+        jobs = jobs_for(district, jobs)
+        if not jobs:  # `--jobs fetch` and a district without sources: nothing to run
+            return []
         stack = ExitStack()
         other = stack.enter_context(leases.claim(self.engine, district.id, self.holder, LEASE_SECONDS))
         if other is not None:

@@ -1,0 +1,112 @@
+"""Remote places a district publishes to (README, "fetch"): listing what a source holds and
+copying one object into the landing folder, through fsspec (s3fs for S3-compatible object
+storage, paramiko for SFTP, aiohttp for HTTPS). No protocol code of our own.
+
+A download goes to a hidden temporary name beside its target (discovery never reads hidden
+files) and is renamed only once every byte the listing promised has arrived, so a cut
+download is never ingested.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+BLOCK = 1 << 20
+
+
+class RemoteError(Exception):
+    """A source could not be listed or an object could not be copied; the message is safe to log."""
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    path: str  # as the filesystem names it (bucket/key, /path/file, the URL)
+    relative: str  # below the source's root: where it lands under the source's folder
+    size: int | None
+    version: str  # ETag, checksum, or size and modification time
+
+
+def filesystem(source):
+    """(fsspec filesystem, root path) of a source. Credentials: the environment (AWS_* or a
+    named profile for S3; the key file for SFTP)."""
+    import fsspec
+
+    parts = urlsplit(source.url)
+    timeout = source.option("timeout_seconds", 60)
+    if source.type == "s3":
+        import s3fs
+
+        client = {k: v for k, v in (("endpoint_url", source.option("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")),
+                                    ("region_name", source.option("region"))) if v}
+        fs = s3fs.S3FileSystem(profile=source.option("profile"), client_kwargs=client,
+                               config_kwargs={"connect_timeout": timeout, "read_timeout": timeout,
+                                              "retries": {"max_attempts": 1}},
+                               skip_instance_cache=True, use_listings_cache=False)
+        return fs, f"{parts.netloc}{parts.path}".rstrip("/")
+    if source.type == "sftp":
+        fs = fsspec.filesystem("sftp", host=parts.hostname, port=parts.port or 22,
+                               username=source.option("username") or parts.username or os.environ.get("USER"),
+                               key_filename=str(Path(source.option("key_file")).expanduser()), timeout=timeout,
+                               look_for_keys=False, allow_agent=False, skip_instance_cache=True)
+        return fs, parts.path or "/"
+    fs = fsspec.filesystem("http", skip_instance_cache=True, client_kwargs={})
+    return fs, source.url
+
+
+def listing(fs, root: str, source) -> list[RemoteObject]:
+    """Every object under the source's root (a single https file: itself), with its version."""
+    include = source.option("include", "*")
+    if source.type == "https" and not root.endswith("/"):
+        info = fs.info(root)
+        name = PurePosixPath(urlsplit(root).path).name or "index"
+        return [RemoteObject(root, name, info.get("size"), _version(info))]
+    if source.type == "https":
+        found = {}
+        for link in fs.ls(root, detail=False):
+            if link.startswith(root) and not link.endswith("/"):
+                found[link] = fs.info(link)
+    else:
+        found = fs.find(root, detail=True)
+    out = []
+    prefix = root.rstrip("/") + "/"
+    for path, info in sorted(found.items()):
+        if info.get("type") == "directory":
+            continue
+        relative = path[len(prefix):] if path.startswith(prefix) else PurePosixPath(path).name
+        if any(part.startswith(".") or part == ".." for part in PurePosixPath(relative).parts):
+            continue  # a hidden object (a partial upload) or one that would land outside its folder
+        if fnmatch.fnmatch(PurePosixPath(relative).name, include):
+            out.append(RemoteObject(path, relative, info.get("size"), _version(info)))
+    return out
+
+
+def _version(info: dict) -> str:
+    for key in ("ETag", "etag", "checksum", "sha256", "md5"):
+        if info.get(key):
+            return f"{key.lower()}:{str(info[key]).strip(chr(34))}"
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("Last-Modified")
+    if hasattr(mtime, "timestamp"):
+        mtime = int(mtime.timestamp())
+    return f"size:{info.get('size')}:mtime:{mtime}"
+
+
+def download(fs, obj: RemoteObject, target: Path) -> int:
+    """Copy the object to `target` through a hidden temporary file; the bytes copied."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    copied = 0
+    try:
+        with fs.open(obj.path, "rb") as source, open(partial, "wb") as out:
+            while block := source.read(BLOCK):
+                out.write(block)
+                copied += len(block)
+        if obj.size is not None and copied != obj.size:
+            raise RemoteError(f"{obj.relative}: the download stopped at {copied:,} of {obj.size:,} bytes")
+        os.replace(partial, target)
+        return copied
+    finally:
+        if partial.exists():
+            partial.unlink()
