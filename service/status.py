@@ -6,7 +6,7 @@ district does not list. `collect` returns plain data (for --json); `render` the 
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import pandas as pd
 from sqlalchemy import func, select
@@ -49,6 +49,7 @@ def collect(engine, settings: Settings, *, today: date, reminders: bool = False)
         apps = conn.execute(select(usage.c.district_id, usage.c.app, func.count())
                             .group_by(usage.c.district_id, usage.c.app)).all()
     servers = _servers(engine, settings, today)
+    sources = _sources(engine, settings, today)
     out = {
         "as_of": today.isoformat(),
         "cycles": _cycles(runs),
@@ -56,6 +57,7 @@ def collect(engine, settings: Settings, *, today: date, reminders: bool = False)
         "schools": _schools(settings, files, today),
         "failed_files": failed_files(files),
         "school_servers": servers,
+        "sources": sources,
     }
     if reminders:
         out["reminders"] = _reminders(servers, today)
@@ -75,6 +77,41 @@ def _servers(engine, settings: Settings, today: date) -> list[dict]:
             frame = clix.sync_frame(conn, district, today)
         for row in frame.to_dict("records"):
             out.append({"district_id": district.id, **{k: _plain(v) for k, v in row.items()}})
+    return out
+
+
+def _sources(engine, settings: Settings, today: date) -> list[dict]:
+    """Each fetch source: its last fetch (and its status), bytes this month and last month,
+    its last error since it last fetched, and the district's monthly limit."""
+    from jobs import fetch
+    from models import fetch_ledger
+
+    out = []
+    moment = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
+    this_month, last_month = fetch.month_start(moment), fetch.month_start(moment, 1)
+    with engine.connect() as conn:
+        for district in settings.districts:
+            for source in district.sources:
+                rows = conn.execute(select(fetch_ledger.c.status, fetch_ledger.c.fetched_at, fetch_ledger.c.error)
+                                    .where(fetch_ledger.c.district_id == district.id,
+                                           fetch_ledger.c.source == source.name)
+                                    .order_by(fetch_ledger.c.id.desc()).limit(200)).all()
+                last = rows[0] if rows else None
+                ok = next((r for r in rows if r.status == fetch.FETCHED), None)
+                error = next((r for r in rows if r.status != fetch.FETCHED), None)
+                if error is not None and ok is not None and _utc(ok.fetched_at) > _utc(error.fetched_at):
+                    error = None  # it fetched since
+                out.append({
+                    "district_id": district.id, "source": source.name, "type": source.type,
+                    "last_attempt_at": _plain(last.fetched_at) if last else None,
+                    "last_status": last.status if last else None,
+                    "last_fetched_at": _plain(ok.fetched_at) if ok else None,
+                    "bytes_this_month": fetch.bytes_fetched(conn, district.id, this_month, source=source.name),
+                    "bytes_last_month": fetch.bytes_fetched(conn, district.id, last_month, this_month,
+                                                            source=source.name),
+                    "monthly_limit": district.fetch_monthly_bytes,
+                    "error": error.error if error else None,
+                })
     return out
 
 
@@ -249,6 +286,15 @@ def render(data: dict) -> str:
                                for s in data["school_servers"]],
                               ["district", "school", "state", "last heartbeat (UTC)", "last sync (UTC)", "days since",
                                "days on this month", "2nd Friday", "4th Friday", "bytes this month"]))
+    if data.get("sources"):
+        out.append("\nSources (fetch)")
+        out.append(text_table([[s["district_id"], s["source"], s["type"], _when(s["last_fetched_at"]),
+                                s["last_status"] or "never tried", _size(s["bytes_this_month"]),
+                                _size(s["bytes_last_month"]),
+                                _size(s["monthly_limit"]) if s["monthly_limit"] else "none", s["error"] or "-"]
+                               for s in data["sources"]],
+                              ["district", "source", "type", "last fetch (UTC)", "last attempt", "bytes this month",
+                               "last month", "monthly limit", "error"]))
     if "reminders" in data:
         r = data["reminders"]
         out.append(f"\nRemind before Friday {r['friday']} (in {r['days_until']} days)")

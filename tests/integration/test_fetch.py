@@ -1,0 +1,222 @@
+"""fetch against real servers on loopback, started by each test: moto's S3-compatible server,
+OpenSSH's sshd, an HTTP server, and this machine's PostgreSQL as a reporting database; the
+fetched files then go through ingest as any landed file. On SQLite and PostgreSQL."""
+import logging
+import uuid
+from datetime import date, datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import select
+
+import config
+from models import fetch_ledger, ingested_files, usage
+from runner.cycle import run_cycle
+from service import status
+from tests.servers import http_server, s3_server, sshd
+
+pytestmark = pytest.mark.slow
+
+AS_OF = date(2026, 11, 20)
+NOW = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+SECRET = "s3-secret-never-logged-4f1c"
+HEADER = "student_id,app,date,minutes\n"
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setenv("ANALYTICS_FETCH_BACKOFF_SECONDS", "0.05")
+
+
+def settings(*sources, limit=None):
+    entry = {"id": "harbor", "apps": ["ixl", "dreambox"], "sources": list(sources)}
+    if limit:
+        entry["fetch_monthly_bytes"] = limit
+    return config.parse({"districts": [entry]})
+
+
+def run(engine, landing, chosen, jobs=("fetch", "ingest"), force=False):
+    return run_cycle(engine, chosen, districts=list(chosen.districts), jobs=list(jobs), as_of=AS_OF,
+                     landing_dir=landing, force=force, now=NOW, clock=lambda: NOW).records
+
+
+def ledger(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(fetch_ledger.c.remote_path, fetch_ledger.c.status, fetch_ledger.c.bytes,
+                                   fetch_ledger.c.local_path, fetch_ledger.c.error).order_by(fetch_ledger.c.id)).all()
+
+
+def minutes(engine):
+    with engine.connect() as conn:
+        return {(r.student_id, r.app, r.date.isoformat()): r.minutes for r in conn.execute(select(usage))}
+
+
+@pytest.fixture
+def bucket(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import boto3
+
+    with s3_server() as endpoint:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30)
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="partner")
+        yield endpoint, client
+
+
+def test_s3_new_changed_and_unchanged_objects_then_ingest_loads_them(engine, tmp_path, bucket, service_keyring):
+    endpoint, client = bucket
+    source = {"url": "s3://partner/weekly", "endpoint_url": endpoint, "name": "partner"}
+    client.put_object(Bucket="partner", Key="weekly/usage_2026-11-16.csv", Body=HEADER + "s1,ixl,2026-11-16,10\n")
+    plain = tmp_path / "usage_2026-11-17.csv"
+    plain.write_text(HEADER + "s2,dreambox,2026-11-17,25\n")
+    service_keyring.encrypt(plain, tmp_path / "usage_2026-11-17.csv.gpg")
+    client.put_object(Bucket="partner", Key="weekly/2026-11/usage_2026-11-17.csv.gpg",
+                      Body=(tmp_path / "usage_2026-11-17.csv.gpg").read_bytes())
+    landing = tmp_path / "landing"
+    records = run(engine, landing, settings(source))
+    assert [r.result.status for r in records] == ["succeeded", "succeeded"], [r.result.message for r in records]
+    assert records[0].result.message.startswith("partner: 2 files fetched")
+    assert minutes(engine) == {("s1", "ixl", "2026-11-16"): 10.0, ("s2", "dreambox", "2026-11-17"): 25.0}
+    assert (landing / "harbor/partner/2026-11/usage_2026-11-17.csv.gpg").exists()  # decrypted by ingest, kept as is
+    # nothing changed: nothing fetched; one object changed: that one
+    again = run(engine, landing, settings(source))
+    assert again[0].result.message == "partner: 0 files fetched (0 bytes), 2 unchanged"
+    client.put_object(Bucket="partner", Key="weekly/usage_2026-11-16.csv", Body=HEADER + "s1,ixl,2026-11-16,12\n")
+    changed = run(engine, landing, settings(source))
+    assert changed[0].result.message.startswith("partner: 1 file fetched") and "1 unchanged" in changed[0].result.message
+    assert minutes(engine)[("s1", "ixl", "2026-11-16")] == 12.0
+    rows = ledger(engine)
+    assert [r.status for r in rows] == ["fetched"] * 3
+    assert rows[0].local_path == "harbor/partner/2026-11/usage_2026-11-17.csv.gpg" or \
+        rows[0].local_path == "harbor/partner/usage_2026-11-16.csv"
+    forced = run(engine, landing, settings(source), jobs=("fetch",), force=True)
+    assert forced[0].result.message.startswith("partner: 2 files fetched")
+
+
+def test_the_monthly_byte_limit_stops_fetching_and_status_says_so(engine, tmp_path, bucket):
+    endpoint, client = bucket
+    for day in (16, 17, 18):
+        client.put_object(Bucket="partner", Key=f"usage_2026-11-{day}.csv", Body=HEADER + f"s1,ixl,2026-11-{day},5\n")
+    size = len(HEADER + "s1,ixl,2026-11-16,5\n")
+    chosen = settings({"url": "s3://partner", "endpoint_url": endpoint, "name": "partner"}, limit=2 * size + 3)
+    records = run(engine, tmp_path / "landing", chosen)
+    assert records[0].result.status == "completed_with_errors"
+    assert "monthly limit reached" in records[0].result.message and "fetch_monthly_bytes" in records[0].result.message
+    assert records[1].result.status == "succeeded"  # ingest still runs on what is there
+    assert len(minutes(engine)) == 2
+    data = status.collect(engine, chosen, today=AS_OF)
+    (row,) = data["sources"]
+    assert (row["bytes_this_month"], row["monthly_limit"], row["last_status"]) == (2 * size, 2 * size + 3, "limit")
+    assert "monthly limit reached" in row["error"] and "Sources (fetch)" in status.render(data)
+
+
+def test_a_failing_source_is_recorded_and_the_others_still_fetch(engine, tmp_path, bucket, caplog):
+    endpoint, client = bucket
+    client.put_object(Bucket="partner", Key="usage_a.csv", Body=HEADER + "s1,ixl,2026-11-16,5\n")
+    chosen = settings({"url": "s3://no-such-bucket", "endpoint_url": endpoint, "name": "missing", "retries": 2},
+                      {"url": "s3://partner", "endpoint_url": endpoint, "name": "partner"})
+    with caplog.at_level(logging.INFO):
+        records = run(engine, tmp_path / "landing", chosen)
+    assert records[0].result.status == "completed_with_errors"
+    assert "missing: failed:" in records[0].result.message and "partner: 1 file fetched" in records[0].result.message
+    assert records[1].result.status == "succeeded" and minutes(engine) == {("s1", "ixl", "2026-11-16"): 5.0}
+    failed = [r for r in ledger(engine) if r.status == "failed"]
+    assert len(failed) == 1 and "NoSuchBucket" in failed[0].error or "does not exist" in failed[0].error
+    assert "attempt 1 of 2 failed" in caplog.text
+    assert SECRET not in caplog.text and all(SECRET not in (r.error or "") for r in ledger(engine))
+
+
+def test_sftp_with_a_key_and_with_the_wrong_key(engine, tmp_path, caplog):
+    remote = tmp_path / "vendor" / "drop"
+    remote.mkdir(parents=True)
+    (remote / "usage_2026-11-18.csv").write_text(HEADER + "s3,ixl,2026-11-18,7\n")
+    (remote / ".usage_partial.csv").write_text("still uploading")  # hidden: not fetched
+    with sshd(tmp_path / "ssh") as (port, key, user):
+        good = {"url": f"sftp://127.0.0.1:{port}{remote}", "key_file": str(key), "username": user, "name": "vendor"}
+        records = run(engine, tmp_path / "landing", settings(good))
+        assert records[0].result.message.startswith("vendor: 1 file fetched"), records[0].result.message
+        assert minutes(engine) == {("s3", "ixl", "2026-11-18"): 7.0}
+        assert run(engine, tmp_path / "landing", settings(good))[0].result.message.endswith("1 unchanged")
+        wrong = tmp_path / "wrong_key"
+        import subprocess
+
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+        bad = {**good, "key_file": str(wrong), "retries": 1}
+        with caplog.at_level(logging.INFO):
+            records = run(engine, tmp_path / "landing", settings(bad))
+    assert records[0].result.status == "completed_with_errors"
+    assert "vendor: failed: AuthenticationException" in records[0].result.message
+    assert wrong.read_text() not in caplog.text
+
+
+def test_https_a_listing_and_a_download_cut_halfway(engine, tmp_path):
+    site = tmp_path / "site"
+    (site / "exports").mkdir(parents=True)
+    (site / "exports/usage_1.csv").write_text(HEADER + "s4,ixl,2026-11-18,3\n")
+    (site / "exports/usage_2.csv").write_text(HEADER + "".join(f"s{i},ixl,2026-11-18,1\n" for i in range(500)))
+    landing = tmp_path / "landing"
+    with http_server(site, cut={"exports/usage_2.csv"}) as base:
+        listing = {"url": f"{base}/exports/", "name": "portal", "retries": 2}
+        records = run(engine, landing, settings(listing))
+    assert records[0].result.status == "completed_with_errors"
+    assert "portal: failed:" in records[0].result.message
+    assert sorted(p.name for p in (landing / "harbor/portal").iterdir()) == ["usage_1.csv"]  # no partial file
+    assert minutes(engine) == {("s4", "ixl", "2026-11-18"): 3.0}
+    with http_server(site) as base:
+        single = {"url": f"{base}/exports/usage_2.csv", "name": "portal"}
+        records = run(engine, landing, settings(single))
+    assert records[0].result.message.startswith("portal: 1 file fetched")
+    assert len(minutes(engine)) == 500 and minutes(engine)[("s4", "ixl", "2026-11-18")] == 1.0  # the later file
+
+
+@pytest.fixture
+def reporting(monkeypatch):
+    """A schema in this machine's PostgreSQL holding the original product's reporting table."""
+    import os
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("the reporting database is PostgreSQL (TEST_DATABASE_URL)")
+    schema = f"reporting_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{schema}".student_analytics_reporting (student_id text, app text, '
+                             'date date, minutes double precision, updated_at timestamptz)'))
+    monkeypatch.setenv("REPORTING_DATABASE_URL", url)
+    try:
+        yield admin, f"{schema}.student_analytics_reporting"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_a_reporting_table_by_watermark(engine, tmp_path, reporting):
+    admin, table = reporting
+    insert = sa.text(f"INSERT INTO {table} VALUES (:s, :a, :d, :m, :u)")
+    with admin.begin() as conn:
+        conn.execute(insert, [{"s": "s5", "a": "ixl", "d": "2026-11-16", "m": 11, "u": "2026-11-16T20:00:00Z"},
+                              {"s": "s6", "a": "dreambox", "d": "2026-11-16", "m": 4, "u": "2026-11-16T21:00:00Z"}])
+    source = {"url": "sql", "url_env": "REPORTING_DATABASE_URL", "table": table, "watermark": "updated_at",
+              "kind": "usage", "name": "reporting"}
+    landing = tmp_path / "landing"
+    records = run(engine, landing, settings(source))
+    assert records[0].result.message.startswith("reporting: 1 file fetched"), records[0].result.message
+    assert minutes(engine) == {("s5", "ixl", "2026-11-16"): 11.0, ("s6", "dreambox", "2026-11-16"): 4.0}
+    assert run(engine, landing, settings(source))[0].result.message.endswith("1 unchanged")  # no new rows
+    with admin.begin() as conn:  # a correction and a new row, both past the watermark
+        conn.execute(insert, [{"s": "s5", "a": "ixl", "d": "2026-11-16", "m": 13, "u": "2026-11-17T08:00:00Z"},
+                              {"s": "s7", "a": "ixl", "d": "2026-11-17", "m": 2, "u": "2026-11-17T09:00:00Z"}])
+    run(engine, landing, settings(source), jobs=("fetch", "ingest"))
+    assert minutes(engine) == {("s5", "ixl", "2026-11-16"): 13.0, ("s6", "dreambox", "2026-11-16"): 4.0,
+                               ("s7", "ixl", "2026-11-17"): 2.0}
+    rows = [r for r in ledger(engine) if r.status == "fetched"]
+    assert len(rows) == 2 and all(r.local_path.startswith("harbor/reporting/usage_reporting_") for r in rows)
+    with engine.connect() as conn:
+        notes = conn.execute(select(ingested_files.c.notes)).scalars().all()
+    assert any("extra columns ignored: updated_at" in (n or "") for n in notes)

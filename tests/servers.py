@@ -1,0 +1,122 @@
+"""Real servers on loopback for the fetch tests, each started by the test and stopped after it:
+an S3-compatible server (moto's, from PyPI), OpenSSH's sshd (Debian's openssh-server) on a high
+port with throwaway keys, and an HTTP server (the standard library's) that can cut a download
+halfway."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(port: int, what: str, seconds: float = 60) -> None:
+    """Until the port accepts connections (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start listening on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def s3_server():
+    """moto's S3-compatible server; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        _wait_for(port, "the S3 server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def sshd(folder: Path):
+    """OpenSSH's sshd on a high port, for the current user, with a throwaway host key and
+    client key; yields (port, client key path, username)."""
+    if not Path(SSHD).exists():
+        raise RuntimeError("sshd is not installed: apt-get install -y openssh-server (the README's test command does)")
+    folder.mkdir(parents=True, exist_ok=True)
+    host_key, client_key = folder / "host_key", folder / "client_key"
+    for key in (host_key, client_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    authorized = folder / "authorized_keys"
+    authorized.write_text((folder / "client_key.pub").read_text())
+    os.chmod(authorized, 0o600)
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    port = free_port()
+    config = folder / "sshd_config"
+    config.write_text(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+AuthorizedKeysFile {authorized}
+PidFile {folder / 'sshd.pid'}
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+""")
+    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=open(folder / "sshd.log", "w"))
+    try:
+        _wait_for(port, "sshd")
+        import getpass
+
+        yield port, client_key, getpass.getuser()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    cut: set[str] = set()  # paths whose body stops halfway
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        if name in self.cut:
+            body = (Path(self.directory) / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def http_server(folder: Path, cut: set[str] = frozenset()):
+    """An HTTP server of `folder` (directory listings as HTML); `cut`: files sent half."""
+    handler = type("Handler", (_Handler,), {"cut": set(cut)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
