@@ -52,7 +52,10 @@ def filesystem(source):
                                key_filename=str(Path(source.option("key_file")).expanduser()), timeout=timeout,
                                look_for_keys=False, allow_agent=False, skip_instance_cache=True)
         return fs, parts.path or "/"
-    fs = fsspec.filesystem("http", skip_instance_cache=True, client_kwargs={})
+    import aiohttp
+
+    fs = fsspec.filesystem("http", skip_instance_cache=True, client_kwargs={
+        "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)})
     return fs, source.url
 
 
