@@ -158,10 +158,15 @@ def _fetch_files(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempt
         if known.get(obj.path) == obj.version:
             unchanged += 1
             continue
+        home = (folder / source.name).resolve()
+        target = home / obj.relative.lstrip("/")
+        if not target.resolve().is_relative_to(home):  # a key like "../../etc/x": never written outside
+            ledger.record(source.name, obj.path, FAILED, error=f"{obj.relative!r} would land outside the source's "
+                                                                "folder: not fetched")
+            continue
         _check_limit(district, used + size, obj.size, ledger, source, obj.path)
-        target = folder / source.name / obj.relative
         copied = _retry(lambda: remote.download(fs, obj, target), attempts, f"{district.id}: {source.name}: {obj.path}")
-        local = "/".join(target.relative_to(ctx.landing_dir).parts)
+        local = "/".join(target.relative_to(Path(ctx.landing_dir).resolve()).parts)
         ledger.record(source.name, obj.path, FETCHED, version=obj.version, size=copied, local=local)
         log.info("%s: %s: fetched %s (%d bytes) -> %s", district.id, source.name, obj.path, copied, local)
         fetched += 1

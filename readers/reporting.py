@@ -1,5 +1,7 @@
 """A district's reporting database (README, "fetch"): the rows of a table or view added since
-the last fetch, by a watermark column, written as a landing CSV file of the source's kind.
+the last fetch, by a watermark column, written as a landing CSV file of the source's kind
+(with the rows at the last watermark again, so a row written later with the same value is
+not lost).
 
 The connection URL comes from the environment variable the source names (never from
 districts.yaml); the table is reflected, so its name and columns reach SQL only through
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import MetaData, Table, create_engine, select
+from sqlalchemy import MetaData, Table, create_engine, func, select
 
 from readers.remote import RemoteError
 
@@ -60,7 +62,14 @@ def fetch_new_rows(source, after: str | None, folder: Path, stamp: str) -> Fetch
             raise RemoteError(f"the table {source.option('table')!r} has no column {column!r} (watermark)")
         query = select(table).order_by(table.c[column])
         if after is not None:
-            query = query.where(table.c[column] > after)
+            # rows at the last watermark are read again with the new ones: a row written later
+            # with the same value (a tie) is not lost; ingest replaces the repeated rows by key.
+            # With no row past it, nothing is written (the source is unchanged).
+            with engine.connect() as conn:
+                newer = conn.execute(select(func.count()).select_from(table).where(table.c[column] > after)).scalar()
+            if not newer:
+                return Fetched(None, 0, 0, after)
+            query = query.where(table.c[column] >= after)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{source.option('kind')}_{source.name}_{stamp}.csv"
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")

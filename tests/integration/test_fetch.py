@@ -220,3 +220,34 @@ def test_a_reporting_table_by_watermark(engine, tmp_path, reporting):
     with engine.connect() as conn:
         notes = conn.execute(select(ingested_files.c.notes)).scalars().all()
     assert any("extra columns ignored: updated_at" in (n or "") for n in notes)
+
+
+def test_keys_that_would_land_outside_the_folder_do_not(engine, tmp_path, bucket):
+    endpoint, client = bucket
+    for key in ("../usage_up.csv", "a/../../usage_up2.csv", "/usage_abs.csv", "ok/usage_fine.csv"):
+        client.put_object(Bucket="partner", Key=key, Body=HEADER + "s9,ixl,2026-11-16,1\n")
+    landing = tmp_path / "landing"
+    run(engine, landing, settings({"url": "s3://partner", "endpoint_url": endpoint, "name": "partner"}),
+        jobs=("fetch",))
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("usage_*.csv"))
+    assert all(p.startswith("landing/harbor/partner/") for p in written), written
+    assert "landing/harbor/partner/ok/usage_fine.csv" in written
+
+
+def test_a_row_written_later_at_the_last_watermark_is_not_lost(engine, tmp_path, reporting):
+    admin, table = reporting
+    insert = sa.text(f"INSERT INTO {table} VALUES (:s, :a, :d, :m, :u)")
+    row = {"a": "ixl", "d": "2026-11-16", "m": 5}
+    with admin.begin() as conn:
+        conn.execute(insert, [{**row, "s": "t1", "u": "2026-11-16T20:00:00Z"}])
+    source = {"url": "sql", "url_env": "REPORTING_DATABASE_URL", "table": table, "watermark": "updated_at",
+              "kind": "usage", "name": "reporting"}
+    landing = tmp_path / "landing"
+    run(engine, landing, settings(source))
+    with admin.begin() as conn:  # same watermark as the last fetched row (a tie), then a newer row
+        conn.execute(insert, [{**row, "s": "t2", "u": "2026-11-16T20:00:00Z"}])
+    assert run(engine, landing, settings(source))[0].result.message.endswith("1 unchanged")  # nothing past it yet
+    with admin.begin() as conn:
+        conn.execute(insert, [{**row, "s": "t3", "u": "2026-11-16T21:00:00Z"}])
+    run(engine, landing, settings(source))
+    assert set(minutes(engine)) == {("t1", "ixl", "2026-11-16"), ("t2", "ixl", "2026-11-16"), ("t3", "ixl", "2026-11-16")}
