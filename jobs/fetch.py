@@ -30,8 +30,21 @@ log = logging.getLogger(__name__)
 FETCHED, FAILED, LIMIT = "fetched", "failed", "limit"
 
 
-class LimitReached(Exception):
-    pass
+FETCHED, CHECKED, FAILED, LIMIT = "fetched", "checked", "failed", "limit"
+OK = (FETCHED, CHECKED)  # a source's run that ended well (CHECKED: it was listed or read, whatever it had)
+
+
+class Budget:
+    """The district's bytes this month and its monthly limit, shared by its sources."""
+
+    def __init__(self, used: int, limit: int | None):
+        self.used, self.limit = used, limit
+
+    def room(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    def fits(self, size: int | None) -> bool:
+        return self.limit is None or self.used + (size or 0) <= self.limit
 
 
 def backoff_seconds() -> float:
@@ -57,16 +70,23 @@ def bytes_fetched(conn, district_id: str, since: datetime, until: datetime | Non
     return int(conn.execute(query).scalar_one())
 
 
+def _permanent(exc: Exception) -> bool:
+    """A failure another attempt cannot mend: missing, refused, misconfigured."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError,
+                        remote.RemoteError)):
+        return True
+    return type(exc).__name__ in ("AuthenticationException", "BadAuthenticationType", "NoSuchTableError")
+
+
 def _retry(action, attempts: int, what: str):
-    """`action()`, tried `attempts` times with a doubling wait between; the last error is raised."""
+    """`action()`, tried `attempts` times with a doubling wait between (not for a failure
+    another attempt cannot mend); the last error is raised."""
     wait = backoff_seconds()
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except LimitReached:
-            raise
         except Exception as exc:  # network, credentials, a timeout: the remote's own exceptions vary
-            if attempt == attempts:
+            if attempt == attempts or _permanent(exc):
                 raise
             log.warning("%s: attempt %d of %d failed (%s); again in %.1f s", what, attempt, attempts,
                         redact(_reason(exc)), wait)
@@ -80,8 +100,8 @@ def _reason(exc: Exception) -> str:
 
 
 class _Ledger:
-    def __init__(self, engine, district: District, now: datetime):
-        self.engine, self.district, self.now = engine, district, now
+    def __init__(self, engine, district: District, ctx: JobContext):
+        self.engine, self.district, self.ctx = engine, district, ctx
 
     def last_versions(self, source: str) -> dict[str, str]:
         """remote path -> the version last fetched."""
@@ -96,95 +116,138 @@ class _Ledger:
         with self.engine.begin() as conn:
             conn.execute(fetch_ledger.insert().values(
                 district_id=self.district.id, source=source, remote_path=remote_path, version=version, bytes=size,
-                local_path=local, fetched_at=datetime.now(timezone.utc), status=status,
+                local_path=local, fetched_at=self.ctx.clock(), status=status,
                 error=redact(error)[:2000] if error else None))
 
     def month_bytes(self) -> int:
         with self.engine.connect() as conn:
-            return bytes_fetched(conn, self.district.id, month_start(self.now))
+            return bytes_fetched(conn, self.district.id, month_start(self.ctx.now))
 
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     result = JobResult()
-    ledger = _Ledger(engine, district, ctx.now)
+    ledger = _Ledger(engine, district, ctx)
     folder = Path(ctx.landing_dir) / district.id
-    used = ledger.month_bytes()
+    budget = Budget(ledger.month_bytes(), district.fetch_monthly_bytes)
     parts, failed = [], []
     for source in district.sources:
         attempts = int(source.option("retries", 3))
+        tally = _Tally()
         try:
             if source.type == "sql":
-                fetched, size, unchanged = _fetch_sql(source, ledger, folder, ctx, attempts, used, district)
+                _fetch_sql(source, ledger, folder, ctx, attempts, budget, district, tally)
             else:
-                fetched, size, unchanged = _fetch_files(source, ledger, folder, ctx, attempts, used, district)
-            used += size
-            result.rows_out += fetched
-            parts.append(f"{source.name}: {plural(fetched, 'file')} fetched ({size:,} bytes)"
-                         + (f", {unchanged:,} unchanged" if unchanged else ""))
-        except LimitReached as exc:
-            parts.append(f"{source.name}: {exc}")
-            result.status = COMPLETED_WITH_ERRORS
-            log.warning("%s: %s: %s", district.id, source.name, exc)
-            break
+                _fetch_files(source, ledger, folder, ctx, attempts, budget, district, tally)
+            ledger.record(source.name, _root(source), CHECKED, error="; ".join(tally.problems) or None)
         except Exception as exc:  # the source failed: recorded, the others and ingest go on
             reason = _reason(exc)
-            ledger.record(source.name, source.url if source.type != "sql" else source.option("table"), FAILED,
-                          error=reason)
+            ledger.record(source.name, _root(source), FAILED, error=reason)
+            tally.problems.insert(0, f"failed: {reason}")
             failed.append(source.name)
-            parts.append(f"{source.name}: failed: {reason}")
-            result.status = COMPLETED_WITH_ERRORS
             log.warning("%s: %s: fetch failed: %s", district.id, source.name, reason)
+        result.rows_out += tally.fetched
+        parts.append(tally.say(source.name))
+        if tally.problems:
+            result.status = COMPLETED_WITH_ERRORS
     result.message = "; ".join(parts) or "no sources"
-    result.details = {"failed_sources": failed, "bytes_this_month": used}
+    result.details = {"failed_sources": failed, "bytes_this_month": budget.used}
     return result
 
 
-def _check_limit(district: District, used: int, size: int | None, ledger: _Ledger, source, remote_path: str) -> None:
-    limit = district.fetch_monthly_bytes
-    if limit is not None and used + (size or 0) > limit:
-        message = (f"monthly limit reached: {used:,} of {limit:,} bytes fetched this month "
-                   f"(fetch_monthly_bytes); {remote_path} ({size or 0:,} bytes) and the rest wait for next month")
-        ledger.record(source.name, remote_path, LIMIT, size=0, error=message)
-        raise LimitReached(message)
+def _root(source) -> str:
+    return source.option("table") if source.type == "sql" else source.url
 
 
-def _fetch_files(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempts: int, used: int,
-                 district: District) -> tuple[int, int, int]:
+class _Tally:
+    """What one source's run did, for the job's message."""
+
+    def __init__(self):
+        self.fetched = self.size = self.unchanged = 0
+        self.problems: list[str] = []
+
+    def say(self, name: str) -> str:
+        text = f"{name}: {plural(self.fetched, 'file')} fetched ({self.size:,} bytes)"
+        if self.unchanged:
+            text += f", {self.unchanged:,} unchanged"
+        return text + "".join(f"; {name}: {p}" for p in self.problems)
+
+
+def _over_limit(district: District, budget: Budget, size: int | None, ledger: _Ledger, source, path: str,
+                tally: _Tally) -> bool:
+    """Whether the object must wait for next month (recorded and said, once a source)."""
+    if budget.fits(size):
+        return False
+    alone = district.fetch_monthly_bytes is not None and (size or 0) > district.fetch_monthly_bytes
+    message = (f"monthly limit reached: {budget.used:,} of {district.fetch_monthly_bytes:,} bytes fetched this month "
+               f"(fetch_monthly_bytes); {path} ({size or 0:,} bytes) "
+               + ("is larger than the whole limit: raise fetch_monthly_bytes to fetch it" if alone
+                  else "waits for next month or a higher limit"))
+    ledger.record(source.name, path, LIMIT, error=message)
+    if not any(p.startswith("monthly limit reached") for p in tally.problems):
+        tally.problems.append(message)
+    log.warning("%s: %s: %s", district.id, source.name, message)
+    return True
+
+
+def _fetch_files(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempts: int, budget: Budget,
+                 district: District, tally: _Tally) -> None:
     fs, root = _retry(lambda: remote.filesystem(source), attempts, f"{district.id}: {source.name}")
-    objects = _retry(lambda: remote.listing(fs, root, source), attempts, f"{district.id}: {source.name}: listing")
-    known = {} if ctx.force else ledger.last_versions(source.name)
-    fetched = size = unchanged = 0
-    for obj in objects:
-        if known.get(obj.path) == obj.version:
-            unchanged += 1
-            continue
+    try:
+        objects = _retry(lambda: remote.listing(fs, root, source), attempts, f"{district.id}: {source.name}: listing")
+        known = {} if ctx.force else ledger.last_versions(source.name)
         home = (folder / source.name).resolve()
-        target = home / obj.relative.lstrip("/")
-        if not target.resolve().is_relative_to(home):  # a key like "../../etc/x": never written outside
-            ledger.record(source.name, obj.path, FAILED, error=f"{obj.relative!r} would land outside the source's "
-                                                                "folder: not fetched")
-            continue
-        _check_limit(district, used + size, obj.size, ledger, source, obj.path)
-        copied = _retry(lambda: remote.download(fs, obj, target), attempts, f"{district.id}: {source.name}: {obj.path}")
-        local = "/".join(target.relative_to(Path(ctx.landing_dir).resolve()).parts)
-        ledger.record(source.name, obj.path, FETCHED, version=obj.version, size=copied, local=local)
-        log.info("%s: %s: fetched %s (%d bytes) -> %s", district.id, source.name, obj.path, copied, local)
-        fetched += 1
-        size += copied
-    return fetched, size, unchanged
+        for obj in objects:
+            if obj.version and known.get(obj.path) == obj.version:
+                tally.unchanged += 1
+                continue
+            target = home / obj.relative.lstrip("/")
+            if not target.resolve().is_relative_to(home):  # a key like "../../etc/x": never written outside
+                why = f"{obj.relative!r} would land outside the source's folder: not fetched"
+                ledger.record(source.name, obj.path, FAILED, error=why)
+                tally.problems.append(why)
+                continue
+            if _over_limit(district, budget, obj.size, ledger, source, obj.path, tally):
+                continue  # a smaller object may still fit
+            try:
+                copied = _retry(lambda: remote.download(fs, obj, target), attempts,
+                                f"{district.id}: {source.name}: {obj.path}")
+            except Exception as exc:  # this object failed: recorded; the others are still fetched
+                reason = _reason(exc)
+                ledger.record(source.name, obj.path, FAILED, error=reason)
+                tally.problems.append(f"{obj.relative}: failed: {reason}")
+                log.warning("%s: %s: %s: %s", district.id, source.name, obj.path, reason)
+                continue
+            local = "/".join(target.relative_to(Path(ctx.landing_dir).resolve()).parts)
+            ledger.record(source.name, obj.path, FETCHED, version=obj.version, size=copied, local=local)
+            log.info("%s: %s: fetched %s (%d bytes) -> %s", district.id, source.name, obj.path, copied, local)
+            budget.used += copied
+            tally.fetched += 1
+            tally.size += copied
+    finally:
+        remote.close(fs)
 
 
-def _fetch_sql(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempts: int, used: int,
-               district: District) -> tuple[int, int, int]:
+def _fetch_sql(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempts: int, budget: Budget,
+               district: District, tally: _Tally) -> None:
     table = source.option("table")
     after = None if ctx.force else ledger.last_versions(source.name).get(table)
-    _check_limit(district, used, 0, ledger, source, table)
+    if _over_limit(district, budget, 1, ledger, source, table, tally) if budget.room() == 0 else False:
+        return
     stamp = ctx.now.strftime("%Y%m%dT%H%M%S")
-    done = _retry(lambda: reporting.fetch_new_rows(source, after, folder / source.name, stamp), attempts,
-                  f"{district.id}: {source.name}")
+    done = _retry(lambda: reporting.fetch_new_rows(source, after, folder / source.name, stamp, budget.room()),
+                  attempts, f"{district.id}: {source.name}")
+    if done.without_watermark:
+        tally.problems.append(f"{plural(done.without_watermark, 'row')} without a watermark ({source.option('watermark')} "
+                              "is NULL): not read")
     if done.path is None:
-        return 0, 0, 1
+        tally.unchanged += 1
+        return
     local = "/".join(done.path.relative_to(ctx.landing_dir).parts)
     ledger.record(source.name, table, FETCHED, version=done.watermark, size=done.bytes, local=local)
     log.info("%s: %s: %d new rows (watermark %s) -> %s", district.id, source.name, done.rows, done.watermark, local)
-    return 1, done.bytes, 0
+    budget.used += done.bytes
+    tally.fetched += 1
+    tally.size += done.bytes
+    if done.cut:
+        tally.problems.append(f"monthly limit reached: the rows stop at the limit ({budget.used:,} bytes this "
+                              "month, fetch_monthly_bytes); the rest follow next month or with a higher limit")

@@ -47,16 +47,46 @@ def filesystem(source):
                                skip_instance_cache=True, use_listings_cache=False)
         return fs, f"{parts.netloc}{parts.path}".rstrip("/")
     if source.type == "sftp":
+        known = Path(source.option("known_hosts", "~/.ssh/known_hosts")).expanduser()
         fs = fsspec.filesystem("sftp", host=parts.hostname, port=parts.port or 22,
                                username=source.option("username") or parts.username or os.environ.get("USER"),
                                key_filename=str(Path(source.option("key_file")).expanduser()), timeout=timeout,
-                               look_for_keys=False, allow_agent=False, skip_instance_cache=True)
+                               banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+                               look_for_keys=False, allow_agent=False, skip_instance_cache=True,
+                               host_key_policy=known_hosts_policy(known))
+        fs.ftp.get_channel().settimeout(timeout)  # every read and write, not only the connect
         return fs, parts.path or "/"
     import aiohttp
 
     fs = fsspec.filesystem("http", skip_instance_cache=True, client_kwargs={
         "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)})
     return fs, source.url
+
+
+def close(fs) -> None:
+    """Close an SFTP connection (fsspec keeps it open otherwise, one per cycle under --serve)."""
+    client = getattr(fs, "client", None)
+    if client is not None and hasattr(client, "close"):
+        client.close()
+
+
+def known_hosts_policy(path: Path):
+    """paramiko's host-key check against a known_hosts file: a server whose key is not there,
+    or differs, is refused (never trusted on first use)."""
+    import paramiko
+
+    class KnownHosts(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client, hostname, key):
+            keys = paramiko.HostKeys()
+            if path.exists():
+                keys.load(str(path))
+            known = keys.lookup(hostname)
+            if known is None or key.get_name() not in known:
+                raise RemoteError(f"the host key of {hostname} is not in {path} (known_hosts): not connected")
+            if known[key.get_name()] != key:
+                raise RemoteError(f"the host key of {hostname} does not match {path} (known_hosts): not connected")
+
+    return KnownHosts()
 
 
 def listing(fs, root: str, source) -> list[RemoteObject]:
@@ -69,8 +99,12 @@ def listing(fs, root: str, source) -> list[RemoteObject]:
     if source.type == "https":
         found = {}
         for link in fs.ls(root, detail=False):
-            if link.startswith(root) and not link.endswith("/"):
+            if not link.startswith(root) or link.endswith("/") or "?" in link or "#" in link:
+                continue  # another site's link, a folder, a sort link (?C=N;O=D) or a signed query
+            try:
                 found[link] = fs.info(link)
+            except Exception:  # a broken link costs only itself
+                continue
     else:
         found = fs.find(root, detail=True)
     out = []
@@ -93,6 +127,8 @@ def _version(info: dict) -> str:
     mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("Last-Modified")
     if hasattr(mtime, "timestamp"):
         mtime = int(mtime.timestamp())
+    if mtime is None:  # nothing tells a change that keeps the size: fetched every time (ingest skips same bytes)
+        return ""
     return f"size:{info.get('size')}:mtime:{mtime}"
 
 

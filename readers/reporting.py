@@ -1,22 +1,30 @@
 """A district's reporting database (README, "fetch"): the rows of a table or view added since
-the last fetch, by a watermark column, written as a landing CSV file of the source's kind
-(with the rows at the last watermark again, so a row written later with the same value is
-not lost).
+the last fetch, by a watermark column, written as a landing CSV file of the source's kind.
 
 The connection URL comes from the environment variable the source names (never from
 districts.yaml); the table is reflected, so its name and columns reach SQL only through
-SQLAlchemy's quoting. Rows are read in the watermark's order in batches, so memory follows a
-batch, and written to a hidden temporary file renamed once complete.
+SQLAlchemy's quoting. The watermark is kept typed (an integer, a decimal, a timestamp, a day
+or text, as JSON) and compared with the column's own type, never as text. Once a row past it
+exists, the rows at the last watermark are read again with the new ones, so a row written
+later with the same value (a tie) is not lost; ingest replaces repeated rows by key. Rows
+with no watermark (NULL) are counted and not read. Rows are read in the watermark's order in
+batches (memory follows a batch) into a hidden temporary file renamed once complete; a byte
+budget (the district's monthly limit) ends the file early, at a batch, and the next fetch
+goes on from there.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import MetaData, Table, create_engine, func, select
+from sqlalchemy import MetaData, Table, bindparam, create_engine, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.types import NullType
 
 from readers.remote import RemoteError
 
@@ -28,52 +36,92 @@ class Fetched:
     path: Path | None  # the landing file written (None: no new rows)
     rows: int
     bytes: int
-    watermark: str | None  # the highest watermark written
+    watermark: str | None  # the highest watermark written, encoded (encode_watermark)
+    without_watermark: int = 0  # rows whose watermark is NULL: not read
+    cut: bool = False  # the byte budget ended the file early
+
+
+def encode_watermark(value) -> str:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a watermark: {value!r}")
+    if isinstance(value, int):
+        return json.dumps({"type": "int", "value": value})
+    if isinstance(value, Decimal):
+        return json.dumps({"type": "decimal", "value": str(value)})
+    if isinstance(value, float):
+        return json.dumps({"type": "float", "value": value})
+    if isinstance(value, datetime):
+        return json.dumps({"type": "datetime", "value": value.isoformat()})
+    if isinstance(value, date):
+        return json.dumps({"type": "date", "value": value.isoformat()})
+    return json.dumps({"type": "text", "value": str(value)})
+
+
+def decode_watermark(text: str):
+    data = json.loads(text)
+    kind, value = data["type"], data["value"]
+    return {"int": int, "decimal": Decimal, "float": float, "datetime": datetime.fromisoformat,
+            "date": date.fromisoformat, "text": str}[kind](value)
 
 
 def _text(value) -> str:
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
+    if isinstance(value, (datetime, date)):
         return value.isoformat()
     return str(value)
 
 
-def fetch_new_rows(source, after: str | None, folder: Path, stamp: str) -> Fetched:
-    """Rows with watermark > `after` (all of them when None) into folder/<kind>_<name>_<stamp>.csv."""
-    variable = source.option("url_env")
+def _engine(variable: str, timeout: int):
     url = os.environ.get(variable)
     if not url:
         raise RemoteError(f"the environment variable {variable} (the reporting database's URL) is not set")
     if url.startswith(("postgres://", "postgresql://")):
         url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    engine = create_engine(url, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+    except Exception:  # its text may hold the password: say only which variable
+        raise RemoteError(f"{variable} is not a database URL (dialect://user:password@host/database)") from None
+    if parsed.get_backend_name() == "postgresql":
+        args = {"connect_timeout": timeout, "options": f"-c statement_timeout={timeout * 1000}"}
+    elif parsed.get_backend_name() == "sqlite":
+        args = {"timeout": timeout}
+    else:
+        args = {}
+    return create_engine(parsed, pool_pre_ping=True, connect_args=args)
+
+
+def fetch_new_rows(source, after: str | None, folder: Path, stamp: str, budget: int | None = None) -> Fetched:
+    """Rows past the watermark `after` (all of them when None) into folder/<kind>_<name>_<stamp>.csv."""
+    variable = source.option("url_env")
+    engine = _engine(variable, int(source.option("timeout_seconds", 60)))
     try:
         schema, _, name = source.option("table").rpartition(".")
         try:
             table = Table(name, MetaData(), schema=schema or None, autoload_with=engine)
         except Exception as exc:  # NoSuchTableError, an unreachable server, wrong credentials
+            first = str(getattr(exc, "orig", exc)).splitlines()
             raise RemoteError(f"the table {source.option('table')!r} cannot be read: "
-                              f"{str(getattr(exc, 'orig', exc)).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                              f"{first[0] if first else type(exc).__name__}") from None
         column = source.option("watermark")
         if column not in table.c:
             raise RemoteError(f"the table {source.option('table')!r} has no column {column!r} (watermark)")
-        query = select(table).order_by(table.c[column])
-        if after is not None:
-            # rows at the last watermark are read again with the new ones: a row written later
-            # with the same value (a tie) is not lost; ingest replaces the repeated rows by key.
-            # With no row past it, nothing is written (the source is unchanged).
-            with engine.connect() as conn:
-                newer = conn.execute(select(func.count()).select_from(table).where(table.c[column] > after)).scalar()
-            if not newer:
-                return Fetched(None, 0, 0, after)
-            query = query.where(table.c[column] >= after)
+        mark = table.c[column]
+        kind = None if isinstance(mark.type, NullType) else mark.type
+        with engine.connect() as conn:
+            without = conn.execute(select(func.count()).select_from(table).where(mark.is_(None))).scalar()
+            query = select(table).where(mark.is_not(None)).order_by(mark)
+            if after is not None:
+                previous = decode_watermark(after)
+                newer = conn.execute(select(func.count()).select_from(table).where(
+                    mark > bindparam("after", previous, type_=kind))).scalar()
+                if not newer:
+                    return Fetched(None, 0, 0, after, without)
+                query = query.where(mark >= bindparam("after", previous, type_=kind))
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{source.option('kind')}_{source.name}_{stamp}.csv"
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        rows, last = 0, None
+        rows, last, cut = 0, None, False
         index = list(table.c.keys()).index(column)
         try:
             with engine.connect() as conn, open(partial, "w", newline="", encoding="utf-8") as out:
@@ -84,12 +132,15 @@ def fetch_new_rows(source, after: str | None, folder: Path, stamp: str) -> Fetch
                     writer.writerows([[_text(v) for v in row] for row in batch])
                     rows += len(batch)
                     last = batch[-1][index]
+                    if budget is not None and out.tell() >= budget:
+                        cut = True
+                        break
             if rows == 0:
-                return Fetched(None, 0, 0, after)
+                return Fetched(None, 0, 0, after, without)
             os.replace(partial, target)
         finally:
             if partial.exists():
                 partial.unlink()
-        return Fetched(target, rows, target.stat().st_size, _text(last))
+        return Fetched(target, rows, target.stat().st_size, encode_watermark(last), without, cut)
     finally:
         engine.dispose()

@@ -96,11 +96,9 @@ def _sources(engine, settings: Settings, today: date) -> list[dict]:
                                     .where(fetch_ledger.c.district_id == district.id,
                                            fetch_ledger.c.source == source.name)
                                     .order_by(fetch_ledger.c.id.desc()).limit(200)).all()
-                last = rows[0] if rows else None
                 ok = next((r for r in rows if r.status == fetch.FETCHED), None)
-                error = next((r for r in rows if r.status != fetch.FETCHED), None)
-                if error is not None and ok is not None and _utc(ok.fetched_at) > _utc(error.fetched_at):
-                    error = None  # it fetched since
+                last = next((r for r in rows if r.status in (fetch.CHECKED, fetch.FAILED)), None)  # the last run's
+                error = last if last is not None and last.error else None
                 out.append({
                     "district_id": district.id, "source": source.name, "type": source.type,
                     "last_attempt_at": _plain(last.fetched_at) if last else None,

@@ -51,7 +51,7 @@ def s3_server():
 @contextlib.contextmanager
 def sshd(folder: Path):
     """OpenSSH's sshd on a high port, for the current user, with a throwaway host key and
-    client key; yields (port, client key path, username)."""
+    client key; yields (port, client key path, username, a known_hosts file with its host key)."""
     if not Path(SSHD).exists():
         raise RuntimeError("sshd is not installed: apt-get install -y openssh-server (the README's test command does)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,9 @@ Subsystem sftp internal-sftp
         _wait_for(port, "sshd")
         import getpass
 
-        yield port, client_key, getpass.getuser()
+        known = folder / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} " + (folder / "host_key.pub").read_text())
+        yield port, client_key, getpass.getuser(), known
     finally:
         process.terminate()
         process.wait(timeout=30)
