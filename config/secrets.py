@@ -23,7 +23,7 @@ def secret_values(environ=None) -> list[str]:
             continue
         if SECRET_NAME.search(name):
             found.add(value)
-        if name in URL_NAMES or name.endswith("_URL"):  # a reporting database's URL in its own variable too
+        if name in URL_NAMES or "://" in value:  # any URL's password: a reporting database's, whatever its variable
             try:
                 password = urlsplit(value).password
             except ValueError:

@@ -72,6 +72,6 @@ def test_a_cycle_fetches_from_s3_and_a_reporting_table_then_the_tables_follow(tm
     engine.dispose()
     assert [tuple(r) for r in table_rows] == [("p1", 20.0), ("p2", 5.0), ("r1", 40.0), ("r2", 15.0)]
     sources = {s["source"]: s for s in json.loads(page.stdout)["sources"]}
-    assert set(sources) == {"partner", "reporting"} and sources["partner"]["last_status"] == "fetched"
+    assert set(sources) == {"partner", "reporting"} and sources["partner"]["last_status"] == "checked" and sources["partner"]["last_fetched_at"]
     assert sources["partner"]["bytes_this_month"] > 0 and sources["partner"]["monthly_limit"] == 100000000
     assert "cli-secret-3b9e" not in first.stdout + first.stderr + second.stdout + second.stderr

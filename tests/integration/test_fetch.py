@@ -260,3 +260,49 @@ def test_a_row_written_later_at_the_last_watermark_is_not_lost(engine, tmp_path,
         conn.execute(insert, [{**row, "s": "t3", "u": "2026-11-16T21:00:00Z"}])
     run(engine, landing, settings(source))
     assert set(minutes(engine)) == {("t1", "ixl", "2026-11-16"), ("t2", "ixl", "2026-11-16"), ("t3", "ixl", "2026-11-16")}
+
+
+def test_a_sqlite_reporting_view_with_an_integer_watermark_and_null_rows(engine, tmp_path, monkeypatch):
+    path = tmp_path / "reporting.db"
+    admin = sa.create_engine(f"sqlite:///{path}")
+    with admin.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE raw (student_id TEXT, app TEXT, date TEXT, minutes REAL, version INTEGER, "
+                             "changed DATETIME)"))
+        conn.execute(sa.text("CREATE VIEW usage_view AS SELECT student_id, app, date, minutes, version + 0 AS version "
+                             "FROM raw"))  # an expression column: no type affinity in SQLite
+        conn.execute(sa.text("INSERT INTO raw VALUES ('v1', 'ixl', '2026-11-16', 3, 9, '2026-11-16 10:00:00'), "
+                             "('v2', 'ixl', '2026-11-16', 4, NULL, '2026-11-16 10:00:00')"))
+    monkeypatch.setenv("REPORTING_DB_URL", f"sqlite:///{path}")
+    source = {"url": "sql", "url_env": "REPORTING_DB_URL", "table": "usage_view", "watermark": "version",
+              "kind": "usage", "name": "view"}
+    landing = tmp_path / "landing"
+    first = run(engine, landing, settings(source))[0].result
+    assert "1 row without a watermark (version is NULL): not read" in first.message
+    with admin.begin() as conn:
+        conn.execute(sa.text("INSERT INTO raw VALUES ('v3', 'ixl', '2026-11-17', 5, 10, '2026-11-17 10:00:00')"))
+    run(engine, landing, settings(source))  # 10 > 9 as numbers (as text '10' < '9')
+    assert set(minutes(engine)) == {("v1", "ixl", "2026-11-16"), ("v3", "ixl", "2026-11-17")}
+    by_time = {**source, "table": "raw", "watermark": "changed", "name": "raw"}
+    run(engine, landing, settings(by_time))
+    with admin.begin() as conn:  # SQLite keeps the timestamp as text with a space: compared as a timestamp
+        conn.execute(sa.text("INSERT INTO raw VALUES ('v4', 'ixl', '2026-11-18', 6, 11, '2026-11-17 11:00:00')"))
+    assert run(engine, landing, settings(by_time))[0].result.message.startswith("raw: 1 file fetched")
+    assert ("v4", "ixl", "2026-11-18") in minutes(engine)
+    admin.dispose()
+
+
+def test_an_object_larger_than_the_limit_waits_and_smaller_ones_come(engine, tmp_path, bucket):
+    endpoint, client = bucket
+    client.put_object(Bucket="partner", Key="a_usage_big.csv", Body=HEADER + "".join(
+        f"b{i},ixl,2026-11-16,1\n" for i in range(200)))
+    client.put_object(Bucket="partner", Key="usage_small.csv", Body=HEADER + "s1,ixl,2026-11-16,5\n")
+    chosen = settings({"url": "s3://partner", "endpoint_url": endpoint, "name": "partner"}, limit=1000)
+    message = run(engine, tmp_path / "landing", chosen)[0].result.message
+    assert "partner: 1 file fetched" in message and "larger than the whole limit" in message
+    assert minutes(engine) == {("s1", "ixl", "2026-11-16"): 5.0}
+    (row,) = status.collect(engine, chosen, today=AS_OF)["sources"]
+    assert "larger than the whole limit" in row["error"]
+    client.delete_object(Bucket="partner", Key="a_usage_big.csv")  # the next run has nothing wrong: status clears
+    run(engine, tmp_path / "landing", chosen)
+    (row,) = status.collect(engine, chosen, today=AS_OF)["sources"]
+    assert row["error"] is None and row["last_status"] == "checked"
