@@ -27,9 +27,6 @@ from readers import remote, reporting
 
 log = logging.getLogger(__name__)
 
-FETCHED, FAILED, LIMIT = "fetched", "failed", "limit"
-
-
 FETCHED, CHECKED, FAILED, LIMIT = "fetched", "checked", "failed", "limit"
 OK = (FETCHED, CHECKED)  # a source's run that ended well (CHECKED: it was listed or read, whatever it had)
 
@@ -45,6 +42,9 @@ class Budget:
 
     def fits(self, size: int | None) -> bool:
         return self.limit is None or self.used + (size or 0) <= self.limit
+
+
+FAILURES_IN_A_ROW = 3  # consecutive object failures that fail the whole source
 
 
 def backoff_seconds() -> float:
@@ -73,7 +73,7 @@ def bytes_fetched(conn, district_id: str, since: datetime, until: datetime | Non
 def _permanent(exc: Exception) -> bool:
     """A failure another attempt cannot mend: missing, refused, misconfigured."""
     if isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError,
-                        remote.RemoteError)):
+                        remote.RemoteError)):  # not RemoteUnavailable: a cut download, a server down
         return True
     return type(exc).__name__ in ("AuthenticationException", "BadAuthenticationType", "NoSuchTableError")
 
@@ -162,13 +162,15 @@ class _Tally:
     """What one source's run did, for the job's message."""
 
     def __init__(self):
-        self.fetched = self.size = self.unchanged = 0
+        self.fetched = self.size = self.unchanged = self.waiting = 0
         self.problems: list[str] = []
 
     def say(self, name: str) -> str:
         text = f"{name}: {plural(self.fetched, 'file')} fetched ({self.size:,} bytes)"
         if self.unchanged:
             text += f", {self.unchanged:,} unchanged"
+        if self.waiting > 1:
+            text += f", {self.waiting:,} waiting for the monthly limit"
         return text + "".join(f"; {name}: {p}" for p in self.problems)
 
 
@@ -182,10 +184,11 @@ def _over_limit(district: District, budget: Budget, size: int | None, ledger: _L
                f"(fetch_monthly_bytes); {path} ({size or 0:,} bytes) "
                + ("is larger than the whole limit: raise fetch_monthly_bytes to fetch it" if alone
                   else "waits for next month or a higher limit"))
-    ledger.record(source.name, path, LIMIT, error=message)
-    if not any(p.startswith("monthly limit reached") for p in tally.problems):
+    tally.waiting += 1
+    if tally.waiting == 1:  # one limit row and one message a source run; the rest are counted
+        ledger.record(source.name, path, LIMIT, error=message)
         tally.problems.append(message)
-    log.warning("%s: %s: %s", district.id, source.name, message)
+        log.warning("%s: %s: %s", district.id, source.name, message)
     return True
 
 
@@ -196,6 +199,7 @@ def _fetch_files(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempt
         objects = _retry(lambda: remote.listing(fs, root, source), attempts, f"{district.id}: {source.name}: listing")
         known = {} if ctx.force else ledger.last_versions(source.name)
         home = (folder / source.name).resolve()
+        in_a_row = 0  # objects failing one after another: the server, not the objects
         for obj in objects:
             if obj.version and known.get(obj.path) == obj.version:
                 tally.unchanged += 1
@@ -216,7 +220,11 @@ def _fetch_files(source, ledger: _Ledger, folder: Path, ctx: JobContext, attempt
                 ledger.record(source.name, obj.path, FAILED, error=reason)
                 tally.problems.append(f"{obj.relative}: failed: {reason}")
                 log.warning("%s: %s: %s: %s", district.id, source.name, obj.path, reason)
+                in_a_row += 1
+                if in_a_row >= FAILURES_IN_A_ROW:  # a dead or hung server: the source fails, not object by object
+                    raise remote.RemoteUnavailable(f"{in_a_row} objects in a row failed, the last: {reason}") from None
                 continue
+            in_a_row = 0
             local = "/".join(target.relative_to(Path(ctx.landing_dir).resolve()).parts)
             ledger.record(source.name, obj.path, FETCHED, version=obj.version, size=copied, local=local)
             log.info("%s: %s: fetched %s (%d bytes) -> %s", district.id, source.name, obj.path, copied, local)

@@ -18,7 +18,13 @@ BLOCK = 1 << 20
 
 
 class RemoteError(Exception):
-    """A source could not be listed or an object could not be copied; the message is safe to log."""
+    """A source is misconfigured or refused (a host key, a missing variable, table or column):
+    another attempt cannot mend it. The message is safe to log."""
+
+
+class RemoteUnavailable(Exception):
+    """A source or object could not be read this time (a cut download, an unreachable server):
+    worth another attempt. The message is safe to log."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,14 @@ def filesystem(source):
         return fs, f"{parts.netloc}{parts.path}".rstrip("/")
     if source.type == "sftp":
         known = Path(source.option("known_hosts", "~/.ssh/known_hosts")).expanduser()
+        host = parts.hostname if (parts.port or 22) == 22 else f"[{parts.hostname}]:{parts.port}"
         fs = fsspec.filesystem("sftp", host=parts.hostname, port=parts.port or 22,
                                username=source.option("username") or parts.username or os.environ.get("USER"),
                                key_filename=str(Path(source.option("key_file")).expanduser()), timeout=timeout,
                                banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
                                look_for_keys=False, allow_agent=False, skip_instance_cache=True,
-                               host_key_policy=known_hosts_policy(known))
+                               host_key_policy=known_hosts_policy(known),
+                               disabled_algorithms={"keys": _other_key_types(read_known_hosts(known), host)})
         fs.ftp.get_channel().settimeout(timeout)  # every read and write, not only the connect
         return fs, parts.path or "/"
     import aiohttp
@@ -70,6 +78,41 @@ def close(fs) -> None:
         client.close()
 
 
+def read_known_hosts(path: Path):
+    """paramiko HostKeys of a known_hosts file; @cert-authority and @revoked lines, comments and
+    lines paramiko cannot read are left out (they refuse nothing they should not)."""
+    import paramiko
+    from paramiko.hostkeys import HostKeyEntry
+
+    keys = paramiko.HostKeys()
+    if not path.exists():
+        return keys
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", "@")):
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line)
+        except Exception:  # InvalidHostKey, an unknown key type
+            continue
+        if entry is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+    return keys
+
+
+def _other_key_types(keys, host: str) -> list[str]:
+    """Host-key algorithms not to negotiate: those known_hosts holds no key of for this host, so
+    a server with several keys is asked for the one we know (as OpenSSH does)."""
+    import paramiko
+
+    known = set(keys.lookup(host) or {})
+    if "ssh-rsa" in known:
+        known |= {"rsa-sha2-256", "rsa-sha2-512"}
+    if not known:
+        return []
+    return [k for k in paramiko.Transport._preferred_keys if k not in known]
+
+
 def known_hosts_policy(path: Path):
     """paramiko's host-key check against a known_hosts file: a server whose key is not there,
     or differs, is refused (never trusted on first use)."""
@@ -77,10 +120,7 @@ def known_hosts_policy(path: Path):
 
     class KnownHosts(paramiko.MissingHostKeyPolicy):
         def missing_host_key(self, client, hostname, key):
-            keys = paramiko.HostKeys()
-            if path.exists():
-                keys.load(str(path))
-            known = keys.lookup(hostname)
+            known = read_known_hosts(path).lookup(hostname)
             if known is None or key.get_name() not in known:
                 raise RemoteError(f"the host key of {hostname} is not in {path} (known_hosts): not connected")
             if known[key.get_name()] != key:
@@ -143,7 +183,7 @@ def download(fs, obj: RemoteObject, target: Path) -> int:
                 out.write(block)
                 copied += len(block)
         if obj.size is not None and copied != obj.size:
-            raise RemoteError(f"{obj.relative}: the download stopped at {copied:,} of {obj.size:,} bytes")
+            raise RemoteUnavailable(f"{obj.relative}: the download stopped at {copied:,} of {obj.size:,} bytes")
         os.replace(partial, target)
         return copied
     finally:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from sqlalchemy import MetaData, Table, bindparam, create_engine, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.types import NullType
 
-from readers.remote import RemoteError
+from readers.remote import RemoteError, RemoteUnavailable
 
 BATCH = 50_000
 
@@ -82,8 +83,10 @@ def _engine(variable: str, timeout: int):
         parsed = make_url(url)
     except Exception:  # its text may hold the password: say only which variable
         raise RemoteError(f"{variable} is not a database URL (dialect://user:password@host/database)") from None
-    if parsed.get_backend_name() == "postgresql":
-        args = {"connect_timeout": timeout, "options": f"-c statement_timeout={timeout * 1000}"}
+    if parsed.get_backend_name() == "postgresql":  # the URL's own options (a search_path) stay
+        own = parsed.query.get("options")
+        own = " ".join(own) if isinstance(own, tuple) else (own or "")
+        args = {"connect_timeout": timeout, "options": f"{own} -c statement_timeout={timeout * 1000}".strip()}
     elif parsed.get_backend_name() == "sqlite":
         args = {"timeout": timeout}
     else:
@@ -99,25 +102,38 @@ def fetch_new_rows(source, after: str | None, folder: Path, stamp: str, budget: 
         schema, _, name = source.option("table").rpartition(".")
         try:
             table = Table(name, MetaData(), schema=schema or None, autoload_with=engine)
-        except Exception as exc:  # NoSuchTableError, an unreachable server, wrong credentials
+        except NoSuchTableError:
+            raise RemoteError(f"the table {source.option('table')!r} does not exist (or is not visible)") from None
+        except Exception as exc:  # an unreachable server, a timeout, wrong credentials: tried again
             first = str(getattr(exc, "orig", exc)).splitlines()
-            raise RemoteError(f"the table {source.option('table')!r} cannot be read: "
-                              f"{first[0] if first else type(exc).__name__}") from None
+            raise RemoteUnavailable(f"the table {source.option('table')!r} cannot be read: "
+                                    f"{first[0] if first else type(exc).__name__}") from None
         column = source.option("watermark")
         if column not in table.c:
             raise RemoteError(f"the table {source.option('table')!r} has no column {column!r} (watermark)")
         mark = table.c[column]
         kind = None if isinstance(mark.type, NullType) else mark.type
+
+        def past(value, strictly: bool):
+            """mark > value (or >=), in the column's type; SQLite keeps timestamps as text in
+            several spellings ('2026-11-16 10:00:00', '...T10:00:00'): compared as julian days."""
+            if engine.dialect.name == "sqlite" and isinstance(value, (datetime, date)):
+                left, right = func.julianday(mark), func.julianday(bindparam("after", value.isoformat(sep=" ")
+                                                                             if isinstance(value, datetime) else
+                                                                             value.isoformat()))
+            else:
+                left, right = mark, bindparam("after", value, type_=kind)
+            return left > right if strictly else left >= right
+
+        previous = decode_watermark(after) if after is not None else None
         with engine.connect() as conn:
             without = conn.execute(select(func.count()).select_from(table).where(mark.is_(None))).scalar()
             query = select(table).where(mark.is_not(None)).order_by(mark)
             if after is not None:
-                previous = decode_watermark(after)
-                newer = conn.execute(select(func.count()).select_from(table).where(
-                    mark > bindparam("after", previous, type_=kind))).scalar()
+                newer = conn.execute(select(func.count()).select_from(table).where(past(previous, True))).scalar()
                 if not newer:
                     return Fetched(None, 0, 0, after, without)
-                query = query.where(mark >= bindparam("after", previous, type_=kind))
+                query = query.where(past(previous, False))
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{source.option('kind')}_{source.name}_{stamp}.csv"
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -128,13 +144,18 @@ def fetch_new_rows(source, after: str | None, folder: Path, stamp: str, budget: 
                 writer = csv.writer(out)
                 writer.writerow(table.c.keys())
                 result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+                closing = False  # the budget is reached: only the rest of the last watermark's rows
                 for batch in result.partitions(BATCH):
+                    if closing:
+                        batch = [row for row in batch if row[index] == last]
+                        if not batch:
+                            break
                     writer.writerows([[_text(v) for v in row] for row in batch])
                     rows += len(batch)
                     last = batch[-1][index]
-                    if budget is not None and out.tell() >= budget:
-                        cut = True
-                        break
+                    if budget is not None and out.tell() >= budget and not closing and (
+                            after is None or last != previous):  # past the re-read rows of the last watermark
+                        cut = closing = True  # a tie group is never split: the next fetch goes on past it
             if rows == 0:
                 return Fetched(None, 0, 0, after, without)
             os.replace(partial, target)

@@ -92,12 +92,15 @@ def _sources(engine, settings: Settings, today: date) -> list[dict]:
     with engine.connect() as conn:
         for district in settings.districts:
             for source in district.sources:
-                rows = conn.execute(select(fetch_ledger.c.status, fetch_ledger.c.fetched_at, fetch_ledger.c.error)
-                                    .where(fetch_ledger.c.district_id == district.id,
-                                           fetch_ledger.c.source == source.name)
-                                    .order_by(fetch_ledger.c.id.desc()).limit(200)).all()
-                ok = next((r for r in rows if r.status == fetch.FETCHED), None)
-                last = next((r for r in rows if r.status in (fetch.CHECKED, fetch.FAILED)), None)  # the last run's
+                def latest(*statuses):
+                    return conn.execute(select(fetch_ledger.c.status, fetch_ledger.c.fetched_at, fetch_ledger.c.error)
+                                        .where(fetch_ledger.c.district_id == district.id,
+                                               fetch_ledger.c.source == source.name,
+                                               fetch_ledger.c.status.in_(statuses))
+                                        .order_by(fetch_ledger.c.id.desc()).limit(1)).first()
+
+                ok = latest(fetch.FETCHED)
+                last = latest(fetch.CHECKED, fetch.FAILED)  # each source run ends with one of these
                 error = last if last is not None and last.error else None
                 out.append({
                     "district_id": district.id, "source": source.name, "type": source.type,

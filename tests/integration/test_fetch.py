@@ -306,3 +306,45 @@ def test_an_object_larger_than_the_limit_waits_and_smaller_ones_come(engine, tmp
     run(engine, tmp_path / "landing", chosen)
     (row,) = status.collect(engine, chosen, today=AS_OF)["sources"]
     assert row["error"] is None and row["last_status"] == "checked"
+
+
+def test_sqlite_timestamp_ties_budget_cuts_and_retried_connections(engine, tmp_path, monkeypatch, caplog):
+    path = tmp_path / "reporting.db"
+    admin = sa.create_engine(f"sqlite:///{path}")
+    with admin.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE raw (student_id TEXT, app TEXT, date TEXT, minutes REAL, changed DATETIME)"))
+        conn.execute(sa.text("INSERT INTO raw VALUES ('a', 'ixl', '2026-11-16', 1, '2026-11-16 10:00:00')"))
+    monkeypatch.setenv("REPORTING_DB_URL", f"sqlite:///{path}")
+    source = {"url": "sql", "url_env": "REPORTING_DB_URL", "table": "raw", "watermark": "changed", "kind": "usage",
+              "name": "raw"}
+    landing = tmp_path / "landing"
+    run(engine, landing, settings(source))
+    with admin.begin() as conn:  # CURRENT_TIMESTAMP's spelling: a tie, then a newer row
+        conn.execute(sa.text("INSERT INTO raw VALUES ('b_tie', 'ixl', '2026-11-16', 1, '2026-11-16 10:00:00'), "
+                             "('c', 'ixl', '2026-11-16', 1, '2026-11-16 11:00:00')"))
+    run(engine, landing, settings(source))
+    assert {k[0] for k in minutes(engine)} == {"a", "b_tie", "c"}
+    assert run(engine, landing, settings(source))[0].result.message.endswith("1 unchanged")  # not re-read every run
+    # a bulk load under one timestamp larger than the budget: never split, and the next fetch goes past it
+    from readers import reporting
+
+    monkeypatch.setattr(reporting, "BATCH", 2)
+    with admin.begin() as conn:
+        conn.execute(sa.text("INSERT INTO raw VALUES " + ", ".join(
+            f"('bulk{i}', 'ixl', '2026-11-17', 1, '2026-11-17 09:00:00')" for i in range(6))))
+    limited = settings(source, limit=400)
+    run(engine, landing, limited)
+    assert {k[0] for k in minutes(engine)} >= {f"bulk{i}" for i in range(6)}
+    with admin.begin() as conn:
+        conn.execute(sa.text("INSERT INTO raw VALUES ('later', 'ixl', '2026-11-18', 1, '2026-11-18 09:00:00')"))
+    with engine.begin() as conn:  # a new month: the limit has room again
+        conn.execute(fetch_ledger.update().values(fetched_at=datetime(2026, 10, 1, tzinfo=timezone.utc)))
+    run(engine, landing, limited)
+    assert ("later", "ixl", "2026-11-18") in minutes(engine)
+    admin.dispose()
+    # a server that refuses connections is tried again (not a permanent failure)
+    monkeypatch.setenv("REPORTING_PG_URL", "postgresql://nobody@127.0.0.1:1/none")
+    down = {**source, "url_env": "REPORTING_PG_URL", "name": "down", "retries": 2, "timeout_seconds": 5}
+    with caplog.at_level(logging.INFO):
+        message = run(engine, landing, settings(down), jobs=("fetch",))[0].result.message
+    assert "down: failed:" in message and "attempt 1 of 2 failed" in caplog.text
