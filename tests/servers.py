@@ -49,15 +49,16 @@ def s3_server():
 
 
 @contextlib.contextmanager
-def sshd(folder: Path):
+def sshd(folder: Path, host_key_types: tuple[str, ...] = ("ed25519",), only_known: int | None = None):
     """OpenSSH's sshd on a high port, for the current user, with a throwaway host key and
     client key; yields (port, client key path, username, a known_hosts file with its host key)."""
     if not Path(SSHD).exists():
         raise RuntimeError("sshd is not installed: apt-get install -y openssh-server (the README's test command does)")
     folder.mkdir(parents=True, exist_ok=True)
-    host_key, client_key = folder / "host_key", folder / "client_key"
-    for key in (host_key, client_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    host_keys = [folder / f"host_key_{kind}" for kind in host_key_types]
+    client_key = folder / "client_key"
+    for key, kind in [*zip(host_keys, host_key_types), (client_key, "ed25519")]:
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(key)], check=True)
     authorized = folder / "authorized_keys"
     authorized.write_text((folder / "client_key.pub").read_text())
     os.chmod(authorized, 0o600)
@@ -66,7 +67,7 @@ def sshd(folder: Path):
     config = folder / "sshd_config"
     config.write_text(f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {host_key}
+{chr(10).join(f"HostKey {k}" for k in host_keys)}
 AuthorizedKeysFile {authorized}
 PidFile {folder / 'sshd.pid'}
 StrictModes no
@@ -83,7 +84,8 @@ Subsystem sftp internal-sftp
         import getpass
 
         known = folder / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} " + (folder / "host_key.pub").read_text())
+        listed = host_keys if only_known is None else host_keys[only_known:only_known + 1]  # only that one
+        known.write_text("".join(f"[127.0.0.1]:{port} " + Path(f"{k}.pub").read_text() for k in listed))
         yield port, client_key, getpass.getuser(), known
     finally:
         process.terminate()

@@ -348,3 +348,15 @@ def test_sqlite_timestamp_ties_budget_cuts_and_retried_connections(engine, tmp_p
     with caplog.at_level(logging.INFO):
         message = run(engine, landing, settings(down), jobs=("fetch",))[0].result.message
     assert "down: failed:" in message and "attempt 1 of 2 failed" in caplog.text
+
+
+def test_a_server_with_several_host_keys_is_asked_for_the_one_known_hosts_holds(engine, tmp_path):
+    remote = tmp_path / "drop"
+    remote.mkdir()
+    (remote / "usage_k.csv").write_text(HEADER + "k1,ixl,2026-11-18,2\n")
+    with sshd(tmp_path / "ssh", host_key_types=("ed25519", "ecdsa"), only_known=1) as (port, key, user, known):
+        assert "ecdsa" in known.read_text() and "ed25519" not in known.read_text()
+        source = {"url": f"sftp://127.0.0.1:{port}{remote}", "key_file": str(key), "username": user,
+                  "known_hosts": str(known), "name": "vendor"}
+        message = run(engine, tmp_path / "landing", settings(source))[0].result.message
+    assert message.startswith("vendor: 1 file fetched"), message
