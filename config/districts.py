@@ -493,8 +493,8 @@ def _sources(value: Any, label: str, problems: list[str]) -> tuple[Source, ...]:
             if entry.get("kind") not in (None, "usage", "assessments", "forecasts", "score_averages", "students"):
                 problems.append(f"{where}: kind must be one of usage, assessments, forecasts, score_averages, "
                                 f"students; got {entry.get('kind')!r}")
-        name = entry.get("name") or (entry.get("table") if kind == "sql" else
-                                    re.sub(r"[^a-z0-9_-]+", "-", f"{kind}-{parts.netloc}".lower()).strip("-"))
+        name = entry.get("name") or re.sub(r"[^a-z0-9_-]+", "-", (f"sql-{entry.get('table')}" if kind == "sql" else
+                                                                  f"{kind}-{parts.netloc}").lower()).strip("-")
         name = str(name)[:41]
         if not _SOURCE_NAME.match(name):
             problems.append(f"{where}: name must match {_SOURCE_NAME.pattern}; got {name!r}")

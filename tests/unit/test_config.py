@@ -203,3 +203,38 @@ def test_onboarding_into_a_broken_file_names_it_and_changes_nothing(tmp_path):
                           ["ixl"], None, date(2026, 11, 22))
     assert str(info.value) == f"{path}: is not valid YAML: line 5, column 12: mapping values are not allowed here"
     assert path.read_text() == BROKEN
+
+
+# --- sources (fetch) and standards ------------------------------------------------------------
+
+def test_sources_are_typed_by_url_and_named():
+    chosen = config.parse(changed(sources=[
+        {"url": "s3://partner/weekly", "endpoint_url": "http://127.0.0.1:9000"},
+        {"url": "sftp://vendor.example.org:2222/out", "key_file": "/k"},
+        {"url": "http://portal.example.org/exports/", "name": "portal"},
+        {"url": "sql", "url_env": "REPORTING_URL", "table": "r.t", "watermark": "w", "kind": "usage"}],
+        fetch_monthly_bytes=1000)).district("springfield")
+    assert [(s.name, s.type) for s in chosen.sources] == [
+        ("s3-partner", "s3"), ("sftp-vendor-example-org-2222", "sftp"), ("portal", "https"), ("sql-r-t", "sql")]
+    assert chosen.fetch_monthly_bytes == 1000 and chosen.sources[0].option("endpoint_url") == "http://127.0.0.1:9000"
+
+
+def test_credentials_unknown_keys_and_bad_urls_in_sources_are_refused_by_name():
+    found = problems(changed(sources=[
+        {"url": "s3://b", "aws_secret_access_key": "x"}, {"url": "s3://b", "colour": "red", "name": "b2"},
+        {"url": "ftp://old.example.org/"}, {"url": "sftp://h/p"}, {"url": "sftp://u:pw@h/p", "key_file": "/k"},
+        {"url": "sql", "table": "t"}]))
+    text = "\n".join(found)
+    assert "sources[1]: aws_secret_access_key: credentials are never read from districts.yaml" in text
+    assert "sources[2]: unknown key 'colour'" in text
+    assert "sources[3]: url must start with s3://, sftp://, https://" in text
+    assert "sources[4]: an sftp source needs key_file" in text
+    assert "sources[5]: url 'sftp://u:pw@h/p' must name a host (or bucket) and carry no password" in text
+    assert "sources[6]: a sql source needs url_env" in text and "a sql source needs watermark" in text
+
+
+def test_standards_rules_are_checked_by_name():
+    found = "\n".join(problems(changed(standards={"actor": ["email"], "apps": {"Lexia": "Bad-Id"},
+                                                  "timezone": "Mars/Olympus", "colour": 1})))
+    assert "standards: actor: unknown rule(s) ['email']" in found
+    assert "standards: apps: 'Lexia':" in found and "Mars/Olympus" in found and "unknown key 'colour'" in found
