@@ -124,3 +124,26 @@ def http_server(folder: Path, cut: set[str] = frozenset()):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def reporting_table(url: str, watermark: str = "updated_at timestamptz"):
+    """A schema of its own in PostgreSQL (`url`) holding the original product's reporting table
+    (student_id, app, date, minutes and the watermark column); yields (engine, qualified name).
+    The schema is dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"reporting_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{schema}".student_analytics_reporting (student_id text, app text, '
+                             f'date date, minutes double precision, {watermark})'))
+    try:
+        yield admin, f"{schema}.student_analytics_reporting"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from tests.cli.test_trigger import run
-from tests.servers import s3_server
+from tests.servers import reporting_table, s3_server
 
 HEADER = "student_id,app,date,minutes\n"
 
@@ -22,20 +21,11 @@ def reporting():
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         pytest.skip("the reporting database is PostgreSQL (TEST_DATABASE_URL)")
-    schema = f"reporting_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        conn.execute(sa.text(f'CREATE TABLE "{schema}".student_analytics_reporting (student_id text, app text, '
-                             'date date, minutes double precision, row_version bigint)'))
-        conn.execute(sa.text(f'INSERT INTO "{schema}".student_analytics_reporting VALUES '
-                             "('r1', 'lexia', '2026-11-16', 40, 1), ('r2', 'ixl', '2026-11-17', 15, 2)"))
-    try:
-        yield url, f"{schema}.student_analytics_reporting"
-    finally:
+    with reporting_table(url, watermark="row_version bigint") as (admin, table):
         with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+            conn.execute(sa.text(f"INSERT INTO {table} VALUES ('r1', 'lexia', '2026-11-16', 40, 1), "
+                                 "('r2', 'ixl', '2026-11-17', 15, 2)"))
+        yield url, table
 
 
 def test_a_cycle_fetches_from_s3_and_a_reporting_table_then_the_tables_follow(tmp_path, db_url, reporting):

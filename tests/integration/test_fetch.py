@@ -2,7 +2,6 @@
 OpenSSH's sshd, an HTTP server, and this machine's PostgreSQL as a reporting database; the
 fetched files then go through ingest as any landed file. On SQLite and PostgreSQL."""
 import logging
-import uuid
 from datetime import date, datetime, timezone
 
 import pytest
@@ -13,7 +12,7 @@ import config
 from models import fetch_ledger, ingested_files, usage
 from runner.cycle import run_cycle
 from service import status
-from tests.servers import http_server, s3_server, sshd
+from tests.servers import http_server, reporting_table, s3_server, sshd
 
 pytestmark = pytest.mark.slow
 
@@ -190,19 +189,9 @@ def reporting(monkeypatch):
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         pytest.skip("the reporting database is PostgreSQL (TEST_DATABASE_URL)")
-    schema = f"reporting_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        conn.execute(sa.text(f'CREATE TABLE "{schema}".student_analytics_reporting (student_id text, app text, '
-                             'date date, minutes double precision, updated_at timestamptz)'))
     monkeypatch.setenv("REPORTING_DATABASE_URL", url)
-    try:
-        yield admin, f"{schema}.student_analytics_reporting"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with reporting_table(url) as made:
+        yield made
 
 
 def test_a_reporting_table_by_watermark(engine, tmp_path, reporting):
