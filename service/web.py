@@ -1,0 +1,181 @@
+"""The dashboard (issue 21, in progress): server-rendered pages and a JSON API with the same
+data, on Starlette with Jinja2 (autoescaped: every value renders as text), charts drawn on
+the server as SVG by matplotlib, each with its table beside it. Nothing is loaded from
+elsewhere: no script, font or stylesheet leaves the app.
+
+Read-only by default; "run now" needs ANALYTICS_WEB_TOKEN and a POST carrying the page's
+CSRF token (a signed value bound to the token), and starts a cycle through the same claims
+and locks as any other instance.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import secrets
+import threading
+from datetime import date
+
+import pandas as pd
+from jinja2 import Environment, select_autoescape
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from analytics import dashboard
+from config import Settings
+from models import app_effects, dataframe_table, usage_weekly
+from service import status
+from storage.ddl import existing_columns
+from storage.frames import read_frame
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
+padding:2px 6px;text-align:left}figure{display:inline-block;vertical-align:top;margin:0 2em 1em 0}</style></head>
+<body><h1>{{ title }}</h1><nav><a href="/">Operations</a>{% for d in districts %} · <a href="/district/{{ d }}">{{ d }}</a>{% endfor %}</nav>
+{{ body }}</body></html>"""
+
+_ENV = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def _table(frame: pd.DataFrame, caption: str) -> str:
+    """An HTML table of a frame, every cell escaped."""
+    template = _ENV.from_string("<table><caption>{{ caption }}</caption><tr>{% for c in columns %}<th>{{ c }}</th>"
+                                "{% endfor %}</tr>{% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>"
+                                "{% endfor %}</tr>{% endfor %}</table>")
+    return template.render(caption=caption, columns=list(frame.columns),
+                           rows=[["" if pd.isna(v) else v for v in r] for r in frame.itertuples(index=False)])
+
+
+def _svg(draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 3.2))
+    try:
+        draw(axes)
+        figure.tight_layout()
+        out = io.StringIO()
+        figure.savefig(out, format="svg")
+        return out.getvalue()
+    finally:
+        plt.close(figure)
+
+
+def csrf_token(token: str, nonce: str) -> str:
+    return nonce + "." + hmac.new(token.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_ok(token: str, value: str) -> bool:
+    nonce, _, _ = value.partition(".")
+    return bool(nonce) and hmac.compare_digest(csrf_token(token, nonce), value)
+
+
+def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> Starlette:
+    """The app. `start_cycle(force)` starts a cycle (in the background); None: no run buttons work."""
+    names = [d.id for d in settings.districts]
+    token = os.environ.get("ANALYTICS_WEB_TOKEN") or None
+
+    def page(title: str, body: str) -> HTMLResponse:
+        from markupsafe import Markup
+
+        return HTMLResponse(_ENV.from_string(_PAGE).render(title=title, districts=names, body=Markup(body)))
+
+    def operations(request: Request):
+        data = status.collect(engine, settings, today=today)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(_plain(data))
+        cycles = pd.DataFrame(data["cycles"], columns=["cycle_id", "started_at", "finished_at", "seconds", "status",
+                                                       "rows_in", "rows_out", "rows_rejected"])
+        freshness = pd.DataFrame(data["districts"], columns=["district_id", "enabled", "state", "newest_data_day",
+                                                             "last_successful_dailypull"])
+        failed = pd.DataFrame(data["failed_files"], columns=["district_id", "path", "error"])
+        sources = pd.DataFrame(data["sources"], columns=["district_id", "source", "type", "last_fetched_at",
+                                                         "last_status", "bytes_this_month", "monthly_limit", "error"])
+        body = "".join([_table(cycles, "Last cycles"), _table(freshness, "Districts"),
+                        _table(failed, "Files that failed"), _table(sources, "Sources (fetch)")])
+        if token:
+            nonce = secrets.token_hex(8)
+            body += _ENV.from_string(
+                '<form method="post" action="/run"><input type="hidden" name="csrf" value="{{ csrf }}">'
+                '<input type="password" name="token" placeholder="token"><button name="force" value="0">Run now'
+                '</button><button name="force" value="1">Run now, force</button></form>').render(
+                csrf=csrf_token(token, nonce))
+        return page("Operations", body)
+
+    def district_data(district_id: str):
+        district = next((d for d in settings.districts if d.id == district_id), None)
+        if district is None:
+            return None
+        table = dataframe_table(district.id, district.apps)
+        with engine.connect() as conn:
+            students = (read_frame(conn, select(table.c.student_id, table.c.type, table.c.performance))
+                        if existing_columns(conn, table.name) is not None else
+                        pd.DataFrame(columns=["student_id", "type", "performance"]))
+            weekly = read_frame(conn, select(usage_weekly.c.week_start, usage_weekly.c.app, usage_weekly.c.students,
+                                             usage_weekly.c.minutes).where(usage_weekly.c.district_id == district.id))
+            effects = read_frame(conn, select(app_effects).where(app_effects.c.district_id == district.id))
+        bands = list(district.bands)
+        return {"district": district,
+                "bands": dashboard.students_by_type_and_band(students, bands),
+                "weekly": dashboard.weekly_by_app(weekly),
+                "effects": dashboard.forest(effects) if len(effects) else effects}
+
+    def district_page(request: Request):
+        found = district_data(request.path_params["district_id"])
+        if found is None:
+            return PlainTextResponse("no such district", status_code=404)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({k: _plain(v.to_dict("records")) for k, v in found.items() if k != "district"})
+        bands = found["bands"]
+
+        def bars(axes):
+            pivot = bands.pivot_table(index="type", columns="performance", values="students", aggfunc="sum",
+                                      fill_value=0)
+            pivot.plot.bar(ax=axes, stacked=True)
+            axes.set_ylabel("students")
+
+        body = (f'<figure>{_svg(bars) if len(bands) else ""}<figcaption>Students by type and band</figcaption>'
+                f'</figure>' + _table(bands, "Students by type and band"))
+        return page(found["district"].name, body)
+
+    async def run(request: Request):
+        if not token:
+            return PlainTextResponse("run now is off: set ANALYTICS_WEB_TOKEN", status_code=403)
+        form = await request.form()
+        if not hmac.compare_digest(str(form.get("token", "")), token) or not csrf_ok(token, str(form.get("csrf", ""))):
+            return PlainTextResponse("refused: a wrong token or CSRF value", status_code=403)
+        if start_cycle is None:
+            return PlainTextResponse("no cycle runner here", status_code=503)
+        threading.Thread(target=start_cycle, args=(form.get("force") == "1",), daemon=True).start()
+        return RedirectResponse("/", status_code=303)
+
+    return Starlette(routes=[
+        Route("/", operations), Route("/api/operations", operations),
+        Route("/district/{district_id}", district_page), Route("/api/district/{district_id}", district_page),
+        Route("/run", run, methods=["POST"]),
+    ])
+
+
+def _plain(value):
+    """JSON-ready: dates and timestamps as ISO text, NaN as null."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def svg_response(svg: str) -> Response:
+    return Response(svg, media_type="image/svg+xml")
