@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from analytics import dashboard
 from config import Settings
-from models import app_effects, dataframe_table, usage_weekly
+from models import app_effects, dataframe_table, recommendations, usage_weekly
 from service import status
 from storage.ddl import existing_columns
 from storage.frames import read_frame
@@ -114,14 +114,20 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
             return None
         table = dataframe_table(district.id, district.apps)
         with engine.connect() as conn:
-            students = (read_frame(conn, select(table.c.student_id, table.c.type, table.c.performance))
+            students = (read_frame(conn, select(table.c.student_id, table.c.type, table.c.performance,
+                                                table.c.total_minutes).order_by(table.c.student_id))
                         if existing_columns(conn, table.name) is not None else
-                        pd.DataFrame(columns=["student_id", "type", "performance"]))
+                        pd.DataFrame(columns=["student_id", "type", "performance", "total_minutes"]))
+            recs = read_frame(conn, select(recommendations.c.student_id, recommendations.c.rank, recommendations.c.app,
+                                           recommendations.c.expected_gain, recommendations.c.gain_low,
+                                           recommendations.c.gain_high, recommendations.c.basis).where(
+                recommendations.c.district_id == district.id).order_by(recommendations.c.student_id,
+                                                                       recommendations.c.rank))
             weekly = read_frame(conn, select(usage_weekly.c.week_start, usage_weekly.c.app, usage_weekly.c.students,
                                              usage_weekly.c.minutes).where(usage_weekly.c.district_id == district.id))
             effects = read_frame(conn, select(app_effects).where(app_effects.c.district_id == district.id))
         bands = list(district.bands)
-        return {"district": district,
+        return {"district": district, "students": students, "recommendations": recs,
                 "bands": dashboard.students_by_type_and_band(students, bands),
                 "weekly": dashboard.weekly_by_app(weekly),
                 "effects": dashboard.forest(effects) if len(effects) else effects}
@@ -140,9 +146,43 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
             pivot.plot.bar(ax=axes, stacked=True)
             axes.set_ylabel("students")
 
-        body = (f'<figure>{_svg(bars) if len(bands) else ""}<figcaption>Students by type and band</figcaption>'
-                f'</figure>' + _table(bands, "Students by type and band"))
-        return page(found["district"].name, body)
+        weekly, effects = found["weekly"], found["effects"]
+
+        def lines(axes):
+            for app, rows in weekly.groupby("app"):
+                axes.plot(pd.to_datetime(rows["week_start"]), rows["minutes"], marker="o", label=app)
+            axes.set_ylabel("minutes a week")
+            axes.legend(fontsize="small")
+
+        def forest_plot(axes):
+            shown = effects.loc[effects["estimated"]]
+            y = range(len(shown))
+            axes.errorbar(shown["effect"], list(y), xerr=[shown["effect"] - shown["ci_low"],
+                                                          shown["ci_high"] - shown["effect"]], fmt="o")
+            axes.set_yticks(list(y), shown["app"])
+            axes.axvline(0, color="grey", linewidth=0.8)
+            axes.set_xlabel("points per extra hour (corrected interval)")
+            axes.set_title("associations, not causes", fontsize="small")
+
+        query = request.query_params.get("q", "")
+        students = found["students"]
+        if query:
+            students = students.loc[students["student_id"].astype(str).str.contains(query, regex=False)]
+        parts = [f'<figure>{_svg(bars) if len(bands) else ""}<figcaption>Students by type and band</figcaption>'
+                 f'</figure>', _table(bands, "Students by type and band")]
+        if len(weekly):
+            parts += [f"<figure>{_svg(lines)}<figcaption>Use over time by app (weekly)</figcaption></figure>",
+                      _table(weekly, "Use over time by app (weekly)")]
+        if len(effects) and effects["estimated"].any():
+            parts += [f"<figure>{_svg(forest_plot)}<figcaption>App effects: associations, not causes</figcaption>"
+                      "</figure>", _table(effects[["app", "effect", "ci_low", "ci_high", "students", "status"]],
+                                          "App effects (associations, not causes)")]
+        parts.append(_ENV.from_string('<form method="get"><input name="q" value="{{ q }}" placeholder="student id">'
+                                      '<button>Search</button></form>').render(q=query))
+        parts.append(_table(students.head(500), f"Students ({len(students):,}; the first 500 shown)"))
+        parts.append(_table(found["recommendations"].loc[found["recommendations"]["student_id"].isin(
+            students["student_id"].head(500))], "Recommendations (expected gain: an associated difference)"))
+        return page(found["district"].name, "".join(parts))
 
     async def run(request: Request):
         if not token:

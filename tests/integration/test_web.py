@@ -1,0 +1,104 @@
+"""The dashboard over real HTTP on loopback (uvicorn), after a cycle: every JSON endpoint, the
+pages, hostile student ids rendered as text, run now refused without the token (issue 21, in
+progress: the browser tests with Debian's chromium come next)."""
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date
+
+import pytest
+
+import config
+from runner.cycle import run_cycle
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def site(engine, tmp_path, monkeypatch):
+    import uvicorn
+
+    from service import web
+
+    monkeypatch.setenv("ANALYTICS_WEB_TOKEN", "web-token-7c1d")
+    folder = tmp_path / "landing" / "alpha"
+    folder.mkdir(parents=True)
+    (folder / "usage.csv").write_text("student_id,app,date,minutes\n<script>alert(1)</script>,ixl,2026-11-02,30\n"
+                                      "=cmd|' /C calc'!A0,ixl,2026-11-03,5\n")
+    (folder / "assessments.csv").write_text("student_id,assessment_id,date,score\n<script>alert(1)</script>,a1,2026-11-04,91\n")
+    chosen = config.parse({"districts": [{"id": "alpha", "apps": ["ixl"]}]})
+    run_cycle(engine, chosen, districts=list(chosen.districts), jobs=["ingest", "dailypull"], as_of=date(2026, 11, 20),
+              landing_dir=tmp_path / "landing")
+    started = []
+    app = web.create_app(engine, chosen, today=date(2026, 11, 20), start_cycle=started.append)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60  # a hang guard
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", started
+    server.should_exit = True
+    thread.join(timeout=60)
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return response.status, response.headers.get("content-type"), response.read().decode()
+
+
+def test_every_json_endpoint_and_page(site):
+    base, _ = site
+    status, kind, body = get(f"{base}/api/operations")
+    assert status == 200 and kind.startswith("application/json")
+    data = json.loads(body)
+    assert data["districts"][0]["district_id"] == "alpha" and data["cycles"]
+    district = json.loads(get(f"{base}/api/district/alpha")[2])
+    assert {r["student_id"] for r in district["students"]} == {"<script>alert(1)</script>", "=cmd|' /C calc'!A0"}
+    assert district["bands"] == [{"type": "1 assessment", "performance": "excellent", "students": 1},
+                                 {"type": "none", "performance": "no band", "students": 1}]
+    assert [(w["app"], w["minutes"]) for w in district["weekly"]] == [("ixl", 35.0)]
+    for path in ("/", "/district/alpha"):
+        status, kind, page = get(base + path)
+        assert status == 200 and kind.startswith("text/html") and "http" not in page.split("<body>")[0]
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get(f"{base}/api/district/nowhere")
+    assert missing.value.code == 404
+
+
+def test_hostile_ids_render_as_text(site):
+    base, _ = site
+    page = get(f"{base}/district/alpha")[2]
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    found = get(f"{base}/district/alpha?q=" + urllib.parse.quote("<script>"))[2]
+    assert "Students (1;" in found and 'value="&lt;script&gt;"' in found
+
+
+def test_run_now_needs_the_token_and_the_csrf_value(site):
+    base, started = site
+    page = get(base + "/")[2]
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+    def post(fields):
+        request = urllib.request.Request(f"{base}/run", data=urllib.parse.urlencode(fields).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert post({"token": "wrong", "csrf": csrf, "force": "0"}) == 403
+    assert post({"token": "web-token-7c1d", "csrf": "forged.value", "force": "0"}) == 403
+    assert started == []
+    assert post({"token": "web-token-7c1d", "csrf": csrf, "force": "1"}) == 200  # 303 followed to the page
+    deadline = time.monotonic() + 60
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started == [True]
