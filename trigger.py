@@ -87,6 +87,10 @@ def parser() -> argparse.ArgumentParser:
                    "(default 1: one after another, here); env ANALYTICS_WORKERS")
     p.add_argument("--scheduler", metavar="URL", help="with --executor dask: the Dask scheduler's address, "
                    "tcp://HOST:PORT; env ANALYTICS_SCHEDULER")
+    p.add_argument("--web", action="store_true", help="serve the dashboard (operations and district pages, "
+                   "their JSON); read-only unless ANALYTICS_WEB_TOKEN is set")
+    p.add_argument("--host", default="127.0.0.1", help="with --web: the address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="with --web: the port (default 8080)")
     p.add_argument("--status", action="store_true", help="the last cycles, each district's freshness, each "
                    "school's syncs (stale ones flagged), apps in usage a district does not list")
     p.add_argument("--json", action="store_true", help="with --status: as JSON, for machines")
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load(settings_path)
         if args.status:
             return _status(settings, url, as_of, as_json=args.json, reminders=args.reminders)
+        if args.web:
+            return _web(settings, url, landing_dir, as_of, args.host, args.port)
         executor = None if args.health else executors.choose(args.executor, args.workers, args.scheduler)
         if args.health or args.serve:
             return _service(args, settings_path, landing_dir, url, executor)
@@ -182,6 +188,29 @@ def _service(args, settings_path: Path, landing_dir: Path, url: str, executor) -
     return serve.Service(engine, settings_path, landing_dir, shard=args.shard, heartbeat=heartbeat,
                            after_cycle=_report_and_notify, executor=executor,
                            as_of=args.as_of).serve()
+
+
+def _web(settings, url: str, landing_dir: Path, as_of, host: str, port: int) -> int:
+    import uvicorn
+
+    from jobs import JOBS
+    from service import web
+
+    try:
+        engine = _engine(url)
+    except DatabaseUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+
+    def start_cycle(force: bool) -> None:  # "run now": the same claims and locks as any instance
+        cycle = run_cycle(engine, settings, districts=select_districts(settings, None), jobs=list(JOBS), as_of=as_of,
+                          force=force, landing_dir=landing_dir)
+        _report_and_notify(cycle)
+
+    print(f"dashboard: http://{host}:{port}/", flush=True)
+    uvicorn.run(web.create_app(engine, settings, today=as_of, start_cycle=start_cycle), host=host, port=port,
+                log_level="warning")
+    return 0
 
 
 def _report_and_notify(cycle) -> None:
