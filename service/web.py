@@ -38,6 +38,9 @@ padding:2px 6px;text-align:left}figure{display:inline-block;vertical-align:top;m
 <body><h1>{{ title }}</h1><nav><a href="/">Operations</a>{% for d in districts %} · <a href="/district/{{ d }}">{{ d }}</a>{% endfor %}</nav>
 {{ body }}</body></html>"""
 
+_ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" fill="#2a6"/>'
+         '<rect x="3" y="8" width="2" height="5" fill="#fff"/><rect x="7" y="5" width="2" height="8" fill="#fff"/>'
+         '<rect x="11" y="3" width="2" height="10" fill="#fff"/></svg>')
 _ENV = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
 
 
@@ -199,6 +202,7 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         Route("/", operations), Route("/api/operations", operations),
         Route("/district/{district_id}", district_page), Route("/api/district/{district_id}", district_page),
         Route("/run", run, methods=["POST"]),
+        Route("/favicon.ico", lambda request: svg_response(_ICON)),  # served here: the browser asks for it
     ])
 
 
