@@ -44,13 +44,26 @@ _ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect widt
 _ENV = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
 
 
-def _table(frame: pd.DataFrame, caption: str) -> str:
-    """An HTML table of a frame, every cell escaped."""
-    template = _ENV.from_string("<table><caption>{{ caption }}</caption><tr>{% for c in columns %}<th>{{ c }}</th>"
-                                "{% endfor %}</tr>{% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>"
-                                "{% endfor %}</tr>{% endfor %}</table>")
-    return template.render(caption=caption, columns=list(frame.columns),
-                           rows=[["" if pd.isna(v) else v for v in r] for r in frame.itertuples(index=False)])
+def _table(frame: pd.DataFrame, caption: str, csv: str | None = None, links: dict[str, str] | None = None) -> str:
+    """An HTML table of a frame, every cell escaped; `csv`: the address of its CSV download;
+    `links`: column -> an address template with {} for the cell (the cell stays text)."""
+    template = _ENV.from_string(
+        "<table><caption>{{ caption }}{% if csv %} (<a href=\"{{ csv }}\">CSV</a>){% endif %}</caption><tr>"
+        "{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>{% for row in rows %}<tr>{% for c, v in row %}<td>"
+        "{% if c in links and v != '' %}<a href=\"{{ links[c].format(v | urlencode) }}\">{{ v }}</a>{% else %}{{ v }}"
+        "{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>")
+    columns = list(frame.columns)
+    return template.render(caption=caption, csv=csv, columns=columns, links=links or {},
+                           rows=[list(zip(columns, ["" if pd.isna(v) else v for v in r]))
+                                 for r in frame.itertuples(index=False)])
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A frame as CSV for a spreadsheet: a cell starting with =, +, - or @ (a formula) is
+    quoted with a leading apostrophe so it is shown, never run."""
+    out = frame.astype(object).where(frame.notna(), "")
+    out = out.map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v)
+    return out.to_csv(index=False)
 
 
 def _svg(draw) -> str:
@@ -100,7 +113,7 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         failed = pd.DataFrame(data["failed_files"], columns=["district_id", "path", "error"])
         sources = pd.DataFrame(data["sources"], columns=["district_id", "source", "type", "last_fetched_at",
                                                          "last_status", "bytes_this_month", "monthly_limit", "error"])
-        body = "".join([_table(cycles, "Last cycles"), _table(freshness, "Districts"),
+        body = "".join([_table(cycles, "Last cycles", links={"cycle_id": "/cycle/{}"}), _table(freshness, "Districts"),
                         _table(failed, "Files that failed"), _table(sources, "Sources (fetch)")])
         if token:
             nonce = secrets.token_hex(8)
@@ -110,6 +123,29 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
                 '</button><button name="force" value="1">Run now, force</button></form>').render(
                 csrf=csrf_token(token, nonce))
         return page("Operations", body)
+
+    def cycle_page(request: Request):
+        from models import job_runs
+
+        cycle_id = request.path_params["cycle_id"]
+        with engine.connect() as conn:
+            jobs = read_frame(conn, select(job_runs.c.job, job_runs.c.district_id, job_runs.c.status,
+                                           job_runs.c.started_at, job_runs.c.finished_at, job_runs.c.rows_in,
+                                           job_runs.c.rows_out, job_runs.c.rows_rejected, job_runs.c.message)
+                              .where(job_runs.c.cycle_id == cycle_id).order_by(job_runs.c.run_id))
+        if jobs.empty:
+            return PlainTextResponse("no such cycle", status_code=404)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(_plain(jobs.to_dict("records")))
+        return page(f"Cycle {cycle_id}", _table(jobs, "Jobs and messages"))
+
+    def district_csv(request: Request):
+        found = district_data(request.path_params["district_id"])
+        name = request.path_params["table"]
+        if found is None or name not in ("students", "bands", "weekly", "effects", "recommendations"):
+            return PlainTextResponse("no such table", status_code=404)
+        return Response(csv_text(found[name]), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
     def district_data(district_id: str):
         district = next((d for d in settings.districts if d.id == district_id), None)
@@ -171,18 +207,20 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         students = found["students"]
         if query:
             students = students.loc[students["student_id"].astype(str).str.contains(query, regex=False)]
+        here = f"/district/{found['district'].id}"
         parts = [f'<figure>{_svg(bars) if len(bands) else ""}<figcaption>Students by type and band</figcaption>'
-                 f'</figure>', _table(bands, "Students by type and band")]
+                 f'</figure>', _table(bands, "Students by type and band", csv=f"{here}/bands.csv")]
         if len(weekly):
             parts += [f"<figure>{_svg(lines)}<figcaption>Use over time by app (weekly)</figcaption></figure>",
-                      _table(weekly, "Use over time by app (weekly)")]
+                      _table(weekly, "Use over time by app (weekly)", csv=f"{here}/weekly.csv")]
         if len(effects) and effects["estimated"].any():
             parts += [f"<figure>{_svg(forest_plot)}<figcaption>App effects: associations, not causes</figcaption>"
                       "</figure>", _table(effects[["app", "effect", "ci_low", "ci_high", "students", "status"]],
                                           "App effects (associations, not causes)")]
         parts.append(_ENV.from_string('<form method="get"><input name="q" value="{{ q }}" placeholder="student id">'
                                       '<button>Search</button></form>').render(q=query))
-        parts.append(_table(students.head(500), f"Students ({len(students):,}; the first 500 shown)"))
+        parts.append(_table(students.head(500), f"Students ({len(students):,}; the first 500 shown)",
+                            csv=f"{here}/students.csv"))
         parts.append(_table(found["recommendations"].loc[found["recommendations"]["student_id"].isin(
             students["student_id"].head(500))], "Recommendations (expected gain: an associated difference)"))
         return page(found["district"].name, "".join(parts))
@@ -202,6 +240,8 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         Route("/", operations), Route("/api/operations", operations),
         Route("/district/{district_id}", district_page), Route("/api/district/{district_id}", district_page),
         Route("/run", run, methods=["POST"]),
+        Route("/cycle/{cycle_id}", cycle_page), Route("/api/cycle/{cycle_id}", cycle_page),
+        Route("/district/{district_id}/{table}.csv", district_csv),
         Route("/favicon.ico", lambda request: svg_response(_ICON)),  # served here: the browser asks for it
     ])
 

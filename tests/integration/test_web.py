@@ -102,3 +102,15 @@ def test_run_now_needs_the_token_and_the_csrf_value(site):
     while not started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert started == [True]
+
+
+def test_a_cycles_page_and_csv_downloads_that_cannot_run_formulas(site):
+    base, _ = site
+    cycle_id = json.loads(get(f"{base}/api/operations")[2])["cycles"][0]["cycle_id"]
+    assert f'href="/cycle/{cycle_id}"' in get(base + "/")[2]
+    jobs = json.loads(get(f"{base}/api/cycle/{cycle_id}")[2])
+    assert [(j["job"], j["status"]) for j in jobs] == [("ingest", "succeeded"), ("dailypull", "succeeded")]
+    assert "Jobs and messages" in get(f"{base}/cycle/{cycle_id}")[2]
+    status, kind, text = get(f"{base}/district/alpha/students.csv")
+    assert kind.startswith("text/csv") and "\"'=cmd|' /C calc'!A0\"" in text or "'=cmd|" in text
+    assert "\n=cmd" not in text
