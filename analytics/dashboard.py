@@ -51,3 +51,28 @@ def forest(effects: pd.DataFrame) -> pd.DataFrame:
     shown = out.loc[out["estimated"]].sort_values(["effect", "app"], ascending=[False, True])
     rest = out.loc[~out["estimated"]].sort_values("app")
     return pd.concat([shown, rest], ignore_index=True)
+
+
+def sync_days(files: pd.DataFrame, heartbeats: pd.DataFrame, month_start, days: int) -> pd.DataFrame:
+    """files: school, arrived_at (UTC); heartbeats: school, seen_at. Output: one row per school
+    and day of the month (day 1..days), seen (bool): a file arrived or a heartbeat was seen that
+    day (UTC), for the operations page's heat map; schools sorted."""
+    seen = pd.concat([files.rename(columns={"arrived_at": "at"})[["school", "at"]],
+                      heartbeats.rename(columns={"seen_at": "at"})[["school", "at"]]], ignore_index=True)
+    seen = seen.dropna()
+    at = pd.to_datetime(seen["at"], utc=True)
+    start = pd.Timestamp(month_start, tz="UTC")
+    day = ((at - start).dt.days + 1)
+    hits = set(zip(seen["school"], day.where((day >= 1) & (day <= days))))
+    schools = sorted(set(seen["school"]))
+    rows = [{"school": s, "day": d, "seen": (s, d) in hits} for s in schools for d in range(1, days + 1)]
+    return pd.DataFrame(rows, columns=["school", "day", "seen"])
+
+
+def monthly_volume(files: pd.DataFrame) -> pd.DataFrame:
+    """files: district_id, arrived_at (UTC), bytes. Output: district_id, month (YYYY-MM), bytes, sorted."""
+    if files.empty:
+        return pd.DataFrame({"district_id": [], "month": [], "bytes": []})
+    month = pd.to_datetime(files["arrived_at"], utc=True).dt.strftime("%Y-%m")
+    out = (files.assign(month=month).groupby(["district_id", "month"], sort=True)["bytes"].sum().reset_index())
+    return out.astype({"bytes": "int64"})

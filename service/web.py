@@ -113,8 +113,27 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         failed = pd.DataFrame(data["failed_files"], columns=["district_id", "path", "error"])
         sources = pd.DataFrame(data["sources"], columns=["district_id", "source", "type", "last_fetched_at",
                                                          "last_status", "bytes_this_month", "monthly_limit", "error"])
-        body = "".join([_table(cycles, "Last cycles", links={"cycle_id": "/cycle/{}"}), _table(freshness, "Districts"),
-                        _table(failed, "Files that failed"), _table(sources, "Sources (fetch)")])
+        sync, volume = _sync_and_volume(engine, today)
+        parts = [f"<p>Next scheduled run: {_ENV.from_string('{{ v }}').render(v=next_run(settings, today))} "
+                 "(schedule.daily_at, UTC)</p>",
+                 _table(cycles, "Last cycles", links={"cycle_id": "/cycle/{}"}), _table(freshness, "Districts"),
+                 _table(failed, "Files that failed"), _table(sources, "Sources (fetch)")]
+        if len(sync):
+            def heat(axes):
+                grid = sync.pivot(index="school", columns="day", values="seen").astype(float)
+                axes.imshow(grid.to_numpy(), aspect="auto", cmap="Greens", vmin=0, vmax=1)
+                axes.set_yticks(range(len(grid.index)), grid.index)
+                axes.set_xticks(range(0, grid.shape[1], 5), [str(d) for d in grid.columns[::5]])
+                axes.set_xlabel(f"day of {today:%B %Y} (UTC): a file or a heartbeat")
+
+            parts += [f"<figure>{_svg(heat)}<figcaption>Each school's sync days this month</figcaption></figure>",
+                      _table(sync.loc[sync["seen"]].groupby("school").size().rename("days seen").reset_index(),
+                             "Days with a file or heartbeat this month")]
+        if len(volume):
+            limits = {d.id: d.fetch_monthly_bytes for d in settings.districts}
+            shown = volume.assign(limit=volume["district_id"].map(limits))
+            parts.append(_table(shown, "Data received per month and district (limit: fetch_monthly_bytes)"))
+        body = "".join(parts)
         if token:
             nonce = secrets.token_hex(8)
             body += _ENV.from_string(
@@ -244,6 +263,34 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         Route("/district/{district_id}/{table}.csv", district_csv),
         Route("/favicon.ico", lambda request: svg_response(_ICON)),  # served here: the browser asks for it
     ])
+
+
+def next_run(settings: Settings, today: date) -> str:
+    """The next daily_at (UTC) after now, or on `today` when the service's day is pinned."""
+    from datetime import datetime, timedelta, timezone
+
+    hours, minutes = (int(x) for x in settings.daily_at.split(":"))
+    now = datetime.now(timezone.utc)
+    at = datetime(today.year, today.month, today.day, hours, minutes, tzinfo=timezone.utc)
+    while at <= now and today >= now.date():
+        at += timedelta(days=1)
+    return at.strftime("%Y-%m-%d %H:%M")
+
+
+def _sync_and_volume(engine, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import calendar
+
+    from models import ingested_files, school_heartbeats
+
+    start = today.replace(day=1)
+    with engine.connect() as conn:
+        files = read_frame(conn, select(ingested_files.c.district_id, ingested_files.c.school,
+                                        ingested_files.c.arrived_at, ingested_files.c.bytes))
+        beats = read_frame(conn, select(school_heartbeats.c.school_id.label("school"), school_heartbeats.c.seen_at))
+    known = files.dropna(subset=["school"])
+    sync = dashboard.sync_days(known[["school", "arrived_at"]], beats, start, calendar.monthrange(today.year,
+                                                                                                   today.month)[1])
+    return sync, dashboard.monthly_volume(files[["district_id", "arrived_at", "bytes"]])
 
 
 def _plain(value):

@@ -41,3 +41,20 @@ def test_forest_puts_estimates_first_highest_first():
                             "students": [40, 3, 50, 35], "status": ["r", "too few users", "r", "unresolved"]})
     out = dashboard.forest(effects)
     assert out["app"].tolist() == ["c", "a", "d", "b"] and out["estimated"].tolist() == [True, True, True, False]
+
+
+def test_sync_days_marks_files_and_heartbeats_by_day():
+    files = pd.DataFrame({"school": ["a", "a", "b"], "arrived_at": pd.to_datetime(
+        ["2026-11-02T10:00Z", "2026-10-31T23:00Z", "2026-11-03T00:30Z"], utc=True)})
+    beats = pd.DataFrame({"school": ["b"], "seen_at": pd.to_datetime(["2026-11-02T04:00Z"], utc=True)})
+    out = dashboard.sync_days(files, beats, date(2026, 11, 1), 3)
+    assert out.loc[out["seen"], ["school", "day"]].values.tolist() == [["a", 2], ["b", 2], ["b", 3]]
+    assert len(out) == 6  # two schools x three days; October's file is outside the month
+
+
+def test_monthly_volume_sums_bytes_by_arrival_month():
+    files = pd.DataFrame({"district_id": ["d", "d", "e"], "bytes": [10, 5, 7], "arrived_at": pd.to_datetime(
+        ["2026-11-02T10:00Z", "2026-10-30T10:00Z", "2026-11-05T10:00Z"], utc=True)})
+    assert dashboard.monthly_volume(files).to_dict("records") == [
+        {"district_id": "d", "month": "2026-10", "bytes": 5}, {"district_id": "d", "month": "2026-11", "bytes": 10},
+        {"district_id": "e", "month": "2026-11", "bytes": 7}]
