@@ -32,7 +32,7 @@ DEFAULTS: dict[str, int] = {
     "recommend_min_users": 30,  # users of an app in their window for its effect to be resolved
 }
 DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
-TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", *DEFAULTS}
+TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", "web", *DEFAULTS}
 DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", "standards", "sources",
                  "fetch_monthly_bytes", *DEFAULTS}
 SOURCES = ("files", "clix")  # what the landing folder holds: our landing files, or CLIx school-server trees
@@ -139,6 +139,8 @@ class Settings:
     school_year_start: tuple[int, int]  # (month, day)
     daily_at: str  # "HH:MM" UTC
     districts: tuple[District, ...]
+    web_host: str = "127.0.0.1"  # web: where --serve serves the dashboard too (README, Dashboard)
+    web_port: int | None = None  # None: --serve serves no dashboard
 
     def district(self, district_id: str) -> District:
         for d in self.districts:
@@ -258,9 +260,20 @@ def parse(raw: Any, *, source: str = "districts.yaml") -> Settings:
         if district is not None:
             districts.append(district)
 
+    web = raw.get("web", {})
+    web_host, web_port = "127.0.0.1", None
+    if not isinstance(web, dict) or set(web) - {"port", "host"}:
+        problems.append(f"web must be a mapping of port (and host); got {web!r}")
+    else:
+        web_host = web.get("host", "127.0.0.1")
+        if "port" in web:
+            web_port = _positive_int(web["port"], "web: port", problems)
+        if not isinstance(web_host, str) or not web_host:
+            problems.append(f"web: host must be an address like 127.0.0.1; got {web_host!r}")
     if problems:
         raise ConfigError(source, problems)
-    return Settings(school_year_start=start, daily_at=daily_at, districts=tuple(districts))
+    return Settings(school_year_start=start, daily_at=daily_at, districts=tuple(districts), web_host=web_host,
+                    web_port=web_port)
 
 
 def _school_year_start(value: Any, problems: list[str]) -> tuple[int, int]:

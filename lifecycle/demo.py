@@ -219,4 +219,6 @@ def main(root: Path, *, as_of: date) -> int:
         print(report.district_report(engine, district))
         print()
     print(f"Demo data: {root / 'landing'}; configuration: {settings_path}; database: {root / 'analytics.db'}")
+    print(f"Dashboard: DATABASE_URL=sqlite:///{root / 'analytics.db'} DISTRICTS_FILE={settings_path} "
+          f"python trigger.py --web --as-of {as_of}, then open http://127.0.0.1:8080/")
     return 1 if cycle.failed else 0

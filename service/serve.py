@@ -120,10 +120,16 @@ class Service:
         if self.busy:
             raise Stopping()
 
+    def _serve_web(self, settings) -> None:
+        _start_web(self, settings)
+
     def serve(self, *, poll_seconds: float = 1.0) -> int:
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
-        daily_at = config.load(self.settings_path).daily_at
+        settings = config.load(self.settings_path)
+        daily_at = settings.daily_at
+        if settings.web_port:
+            self._serve_web(settings)
         scheduler = schedule.Scheduler()
         scheduler.every().day.at(daily_at, "UTC").do(self.cycle)
         log.info("serving: a cycle daily at %s UTC", daily_at)
@@ -137,6 +143,23 @@ class Service:
             log.warning("stopped during a cycle: its running transaction was rolled back")
         log.info("stopped")
         return 0
+
+
+def _start_web(service: "Service", settings) -> None:
+    """The dashboard inside --serve (web.port in districts.yaml), on a thread; its "run now"
+    runs a cycle as the schedule does (the same claims and locks)."""
+    import threading
+
+    import uvicorn
+
+    from service import web
+
+    app = web.create_app(service.engine, settings, today=service.as_of or as_of_day(service.clock()),
+                         start_cycle=lambda force: service.cycle())
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.web_host, port=settings.web_port, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # the service's own handlers stay
+    threading.Thread(target=server.run, name="dashboard", daemon=True).start()
+    log.info("dashboard: http://%s:%d/", settings.web_host, settings.web_port)
 
 
 def health(engine, heartbeat: Path, *, now: datetime | None = None) -> tuple[bool, str]:

@@ -45,7 +45,7 @@ def test_unknown_top_level_key():
     assert problems(raw) == ["unknown key 'shedule'; expected one of "
                              "['assessment_window_days', 'bands', 'districts', 'latest_window_days', "
                              "'most_used_top_n', 'recommend_min_schools', 'recommend_min_students', "
-                             "'recommend_min_users', 'schedule', 'school_year_start', 'stale_after_days']"]
+                             "'recommend_min_users', 'schedule', 'school_year_start', 'stale_after_days', 'web']"]
 
 
 def test_unknown_district_key_names_the_district():
