@@ -198,6 +198,8 @@ def _web(settings, url: str, landing_dir: Path, as_of, host: str, port: int) -> 
 
     try:
         engine = _engine(url)
+        reader = _engine(os.environ["ANALYTICS_WEB_DATABASE_URL"]) if os.environ.get("ANALYTICS_WEB_DATABASE_URL") \
+            else engine  # the pages read through the read-only dashboard role where one is given
     except DatabaseUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
@@ -208,7 +210,7 @@ def _web(settings, url: str, landing_dir: Path, as_of, host: str, port: int) -> 
         _report_and_notify(cycle)
 
     print(f"dashboard: http://{host}:{port}/", flush=True)
-    uvicorn.run(web.create_app(engine, settings, today=as_of, start_cycle=start_cycle), host=host, port=port,
+    uvicorn.run(web.create_app(reader, settings, today=as_of, start_cycle=start_cycle), host=host, port=port,
                 log_level="warning")
     return 0
 

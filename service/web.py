@@ -93,7 +93,9 @@ def csrf_ok(token: str, value: str) -> bool:
 
 
 def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> Starlette:
-    """The app. `start_cycle(force)` starts a cycle (in the background); None: no run buttons work."""
+    """The app, reading through `engine` (on PostgreSQL, the read-only dashboard role's:
+    deploy/dashboard_role.sql). `start_cycle(force)` starts a cycle (in the background, with
+    the service's own connection); None: no run buttons work."""
     names = [d.id for d in settings.districts]
     token = os.environ.get("ANALYTICS_WEB_TOKEN") or None
 

@@ -114,3 +114,61 @@ def test_a_cycles_page_and_csv_downloads_that_cannot_run_formulas(site):
     status, kind, text = get(f"{base}/district/alpha/students.csv")
     assert kind.startswith("text/csv") and "\"'=cmd|' /C calc'!A0\"" in text or "'=cmd|" in text
     assert "\n=cmd" not in text
+
+
+def test_the_pages_read_through_the_read_only_dashboard_role(pg_url, tmp_path):
+    """On PostgreSQL the pages read with deploy/dashboard_role.sql's role, which can write nothing."""
+    import subprocess
+    import uuid
+    from pathlib import Path
+    from urllib.parse import unquote
+
+    import sqlalchemy as sa
+
+    from service import web
+    from storage import database
+
+    schema = unquote(pg_url.split("search_path%3D")[1])
+    role = f"dash_{uuid.uuid4().hex[:8]}"
+    owner = database.connect(pg_url)
+    folder = tmp_path / "landing" / "alpha"
+    folder.mkdir(parents=True)
+    (folder / "usage.csv").write_text("student_id,app,date,minutes\ns1,ixl,2026-11-02,30\n")
+    chosen = config.parse({"districts": [{"id": "alpha", "apps": ["ixl"]}]})
+    run_cycle(owner, chosen, districts=list(chosen.districts), jobs=["ingest", "dailypull"], as_of=date(2026, 11, 20),
+              landing_dir=tmp_path / "landing")
+    url = owner.url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    done = subprocess.run(["psql", url, "-q", "-v", f"dashboard={role}", "-v", "password=dash-pw", "-v",
+                           f"schema={schema}", "-f", str(Path(__file__).resolve().parents[2] / "deploy/dashboard_role.sql")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    reader = sa.create_engine(pg_url + f"%20-crole%3D{role}")
+    try:
+        app = web.create_app(reader, chosen, today=date(2026, 11, 20))
+        with reader.connect() as conn:
+            assert conn.execute(sa.text("select current_user")).scalar() == role
+        import asyncio
+
+        async def fetch(path):
+            scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                     "headers": [], "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("t", 1)}
+            sent = []
+
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message):
+                sent.append(message)
+
+            await app(scope, receive, send)
+            return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+        for path in ("/api/operations", "/api/district/alpha", "/", "/district/alpha"):
+            status_code, body = asyncio.run(fetch(path))
+            assert status_code == 200, (path, body[:300])
+    finally:
+        reader.dispose()
+        with owner.begin() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+        owner.dispose()
