@@ -54,8 +54,16 @@ def _table(frame: pd.DataFrame, caption: str, csv: str | None = None, links: dic
         "{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>")
     columns = list(frame.columns)
     return template.render(caption=caption, csv=csv, columns=columns, links=links or {},
-                           rows=[list(zip(columns, ["" if pd.isna(v) else v for v in r]))
-                                 for r in frame.itertuples(index=False)])
+                           rows=[list(zip(columns, [_cell(v) for v in r])) for r in frame.itertuples(index=False)])
+
+
+def _cell(value):
+    """A cell as shown: nothing for a missing value, numbers with at most 2 decimals."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
+    return value
 
 
 def csv_text(frame: pd.DataFrame) -> str:
@@ -203,8 +211,10 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         def bars(axes):
             pivot = bands.pivot_table(index="type", columns="performance", values="students", aggfunc="sum",
                                       fill_value=0)
-            pivot.plot.bar(ax=axes, stacked=True)
+            pivot.plot.bar(ax=axes, stacked=True, rot=0)
             axes.set_ylabel("students")
+            axes.set_xlabel("")
+            axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
 
         weekly, effects = found["weekly"], found["effects"]
 
@@ -212,7 +222,8 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
             for app, rows in weekly.groupby("app"):
                 axes.plot(pd.to_datetime(rows["week_start"]), rows["minutes"], marker="o", label=app)
             axes.set_ylabel("minutes a week")
-            axes.legend(fontsize="small")
+            axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
+            axes.tick_params(axis="x", labelrotation=30, labelsize="small")
 
         def forest_plot(axes):
             shown = effects.loc[effects["estimated"]]
