@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from analytics import dashboard
 from config import Settings
-from models import app_effects, dataframe_table, recommendations, usage_weekly
+from models import (app_effects, dataframe_table, district_app_summary, most_used_software, recommendations,
+                    usage_weekly)
 from service import status
 from storage.ddl import existing_columns
 from storage.frames import read_frame
@@ -80,6 +81,7 @@ def _svg(draw) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: readable, and checkable against the table
     figure, axes = plt.subplots(figsize=(6, 3.2))
     try:
         draw(axes)
@@ -171,7 +173,7 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
     def district_csv(request: Request):
         found = district_data(request.path_params["district_id"])
         name = request.path_params["table"]
-        if found is None or name not in ("students", "bands", "weekly", "effects", "recommendations"):
+        if found is None or name not in ("students", "bands", "weekly", "effects", "recommendations", "most_used"):
             return PlainTextResponse("no such table", status_code=404)
         return Response(csv_text(found[name]), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
@@ -186,6 +188,15 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
                                                 table.c.total_minutes).order_by(table.c.student_id))
                         if existing_columns(conn, table.name) is not None else
                         pd.DataFrame(columns=["student_id", "type", "performance", "total_minutes"]))
+            used = read_frame(conn, select(district_app_summary.c.window, district_app_summary.c.performance,
+                                           district_app_summary.c.app, district_app_summary.c.students,
+                                           district_app_summary.c.minutes, district_app_summary.c.share).where(
+                district_app_summary.c.district_id == district.id).order_by(
+                district_app_summary.c.window, district_app_summary.c.performance, district_app_summary.c.minutes.desc()))
+            top = read_frame(conn, select(most_used_software.c.student_id, most_used_software.c.rank,
+                                          most_used_software.c.app).where(
+                most_used_software.c.district_id == district.id, most_used_software.c.window == "year_to_date")
+                .order_by(most_used_software.c.student_id, most_used_software.c.rank))
             recs = read_frame(conn, select(recommendations.c.student_id, recommendations.c.rank, recommendations.c.app,
                                            recommendations.c.expected_gain, recommendations.c.gain_low,
                                            recommendations.c.gain_high, recommendations.c.basis).where(
@@ -195,7 +206,10 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
                                              usage_weekly.c.minutes).where(usage_weekly.c.district_id == district.id))
             effects = read_frame(conn, select(app_effects).where(app_effects.c.district_id == district.id))
         bands = list(district.bands)
-        return {"district": district, "students": students, "recommendations": recs,
+        if len(top):
+            apps = top.groupby("student_id")["app"].agg(", ".join).rename("top_apps")
+            students = students.merge(apps, left_on="student_id", right_index=True, how="left")
+        return {"district": district, "students": students, "recommendations": recs, "most_used": used,
                 "bands": dashboard.students_by_type_and_band(students, bands),
                 "weekly": dashboard.weekly_by_app(weekly),
                 "effects": dashboard.forest(effects) if len(effects) else effects}
@@ -212,6 +226,8 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
             pivot = bands.pivot_table(index="type", columns="performance", values="students", aggfunc="sum",
                                       fill_value=0)
             pivot.plot.bar(ax=axes, stacked=True, rot=0)
+            for x, total in enumerate(pivot.sum(axis=1)):  # each bar's total, the same as its rows in the table
+                axes.text(x, total, f"{int(total)}", ha="center", va="bottom", fontsize="small", gid=f"total-{x}")
             axes.set_ylabel("students")
             axes.set_xlabel("")
             axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -242,13 +258,25 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         here = f"/district/{found['district'].id}"
         parts = [f'<figure>{_svg(bars) if len(bands) else ""}<figcaption>Students by type and band</figcaption>'
                  f'</figure>', _table(bands, "Students by type and band", csv=f"{here}/bands.csv")]
+        used = found["most_used"]
+        if len(used):
+            overall = used.loc[(used["performance"] == "all") & (used["window"] == "year_to_date")].head(10)
+
+            def most(axes):
+                axes.barh(list(overall["app"])[::-1], list(overall["minutes"])[::-1])
+                axes.set_xlabel("minutes, year to date")
+
+            if len(overall):
+                parts.append(f"<figure>{_svg(most)}<figcaption>Most used software, year to date</figcaption></figure>")
+            parts.append(_table(used, "Most used software overall (all) and per band, year to date and per window",
+                                csv=f"{here}/most_used.csv"))
         if len(weekly):
             parts += [f"<figure>{_svg(lines)}<figcaption>Use over time by app (weekly)</figcaption></figure>",
                       _table(weekly, "Use over time by app (weekly)", csv=f"{here}/weekly.csv")]
         if len(effects) and effects["estimated"].any():
             parts += [f"<figure>{_svg(forest_plot)}<figcaption>App effects: associations, not causes</figcaption>"
                       "</figure>", _table(effects[["app", "effect", "ci_low", "ci_high", "students", "status"]],
-                                          "App effects (associations, not causes)")]
+                                          "App effects (associations, not causes)", csv=f"{here}/effects.csv")]
         parts.append(_ENV.from_string('<form method="get"><input name="q" value="{{ q }}" placeholder="student id">'
                                       '<button>Search</button></form>').render(q=query))
         parts.append(_table(students.head(500), f"Students ({len(students):,}; the first 500 shown)",

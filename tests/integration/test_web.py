@@ -31,10 +31,16 @@ def site(engine, tmp_path, monkeypatch):
                                       "=cmd|' /C calc'!A0,ixl,2026-11-03,5\n")
     (folder / "assessments.csv").write_text("student_id,assessment_id,date,score\n<script>alert(1)</script>,a1,2026-11-04,91\n")
     chosen = config.parse({"districts": [{"id": "alpha", "apps": ["ixl"]}]})
-    run_cycle(engine, chosen, districts=list(chosen.districts), jobs=["ingest", "dailypull"], as_of=date(2026, 11, 20),
-              landing_dir=tmp_path / "landing")
+    run_cycle(engine, chosen, districts=list(chosen.districts), jobs=["ingest", "dailypull", "most_used"],
+              as_of=date(2026, 11, 20), landing_dir=tmp_path / "landing")
     started = []
-    app = web.create_app(engine, chosen, today=date(2026, 11, 20), start_cycle=started.append)
+
+    def start_cycle(force):  # "run now": a real cycle, recorded in job_runs like any other
+        run_cycle(engine, chosen, districts=list(chosen.districts), jobs=["dailypull"], as_of=date(2026, 11, 20),
+                  landing_dir=tmp_path / "landing", force=force)
+        started.append(force)
+
+    app = web.create_app(engine, chosen, today=date(2026, 11, 20), start_cycle=start_cycle)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -65,6 +71,8 @@ def test_every_json_endpoint_and_page(site):
     assert district["bands"] == [{"type": "1 assessment", "performance": "excellent", "students": 1},
                                  {"type": "none", "performance": "no band", "students": 1}]
     assert [(w["app"], w["minutes"]) for w in district["weekly"]] == [("ixl", 35.0)]
+    assert {(m["window"], m["performance"], m["app"]) for m in district["most_used"]} >= {("year_to_date", "all", "ixl")}
+    assert {s["student_id"]: s["top_apps"] for s in district["students"]}["=cmd|' /C calc'!A0"] == "ixl"
     for path in ("/", "/district/alpha"):
         status, kind, page = get(base + path)
         assert status == 200 and kind.startswith("text/html") and "http" not in page.split("<body>")[0]
@@ -109,7 +117,8 @@ def test_a_cycles_page_and_csv_downloads_that_cannot_run_formulas(site):
     cycle_id = json.loads(get(f"{base}/api/operations")[2])["cycles"][0]["cycle_id"]
     assert f'href="/cycle/{cycle_id}"' in get(base + "/")[2]
     jobs = json.loads(get(f"{base}/api/cycle/{cycle_id}")[2])
-    assert [(j["job"], j["status"]) for j in jobs] == [("ingest", "succeeded"), ("dailypull", "succeeded")]
+    assert [(j["job"], j["status"]) for j in jobs] == [("ingest", "succeeded"), ("dailypull", "succeeded"),
+                                                      ("most_used", "succeeded")]
     assert "Jobs and messages" in get(f"{base}/cycle/{cycle_id}")[2]
     status, kind, text = get(f"{base}/district/alpha/students.csv")
     assert kind.startswith("text/csv") and "\"'=cmd|' /C calc'!A0\"" in text or "'=cmd|" in text

@@ -44,8 +44,35 @@ def test_pages_load_without_console_errors_and_charts_match_tables(site, browser
     charts = browser.find_elements(By.CSS_SELECTOR, "figure svg")
     assert len(charts) >= 2  # students by type and band, use over time
     rows = browser.find_elements(By.XPATH, "//table[caption[starts-with(., 'Students by type and band')]]//tr")
-    counts = [int(r.find_elements(By.TAG_NAME, "td")[2].text) for r in rows[1:]]
-    assert counts == [1, 1]
+    table = {}
+    for row in rows[1:]:
+        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        table[cells[0]] = table.get(cells[0], 0) + int(cells[2])
+    assert table == {"1 assessment": 1, "none": 1}
+    labels = browser.execute_script(  # the chart's own numbers: each bar's total, drawn as text
+        "return Array.from(document.querySelectorAll('figure svg g[id^=total-] text')).map(t => t.textContent)")
+    assert sorted(int(v) for v in labels) == sorted(table.values())
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "<script>alert(1)</script>" in text  # shown as text, never run
     assert browser.execute_script("return window.__pwned__ === undefined")
+
+
+def test_run_now_with_the_token_starts_a_cycle_that_appears_and_without_it_is_refused(site, browser):  # noqa: F811
+    base, started = site
+    from selenium.webdriver.common.by import By
+    import time
+
+    browser.get(base + "/")
+    before = len(browser.find_elements(By.XPATH, "//table[caption='Last cycles']//tr")) - 1
+    browser.find_element(By.NAME, "token").send_keys("not-the-token")
+    browser.find_element(By.XPATH, "//button[@value='0']").click()
+    assert "refused" in browser.find_element(By.TAG_NAME, "body").text and started == []
+    browser.get(base + "/")
+    browser.find_element(By.NAME, "token").send_keys("web-token-7c1d")
+    browser.find_element(By.XPATH, "//button[@value='0']").click()
+    deadline = time.monotonic() + 120  # a hang guard
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    browser.get(base + "/")
+    after = len(browser.find_elements(By.XPATH, "//table[caption='Last cycles']//tr")) - 1
+    assert started == [False] and after == before + 1
