@@ -230,6 +230,7 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
                 axes.text(x, total, f"{int(total)}", ha="center", va="bottom", fontsize="small", gid=f"total-{x}")
             axes.set_ylabel("students")
             axes.set_xlabel("")
+            axes.set_xticks(range(len(pivot.index)), [t.replace(" ", "\n", 1) for t in pivot.index])  # no overlap
             axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
 
         weekly, effects = found["weekly"], found["effects"]
