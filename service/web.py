@@ -47,11 +47,11 @@ _ENV = Environment(autoescape=select_autoescape(default=True, default_for_string
 
 def _table(frame: pd.DataFrame, caption: str, csv: str | None = None, links: dict[str, str] | None = None) -> str:
     """An HTML table of a frame, every cell escaped; `csv`: the address of its CSV download;
-    `links`: column -> an address template with {} for the cell (the cell stays text)."""
+    `links`: column -> the address a cell's value is appended to (the cell stays text)."""
     template = _ENV.from_string(
         "<table><caption>{{ caption }}{% if csv %} (<a href=\"{{ csv }}\">CSV</a>){% endif %}</caption><tr>"
         "{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>{% for row in rows %}<tr>{% for c, v in row %}<td>"
-        "{% if c in links and v != '' %}<a href=\"{{ links[c].format(v | urlencode) }}\">{{ v }}</a>{% else %}{{ v }}"
+        "{% if c in links and v != '' %}<a href=\"{{ links[c] }}{{ v | urlencode }}\">{{ v }}</a>{% else %}{{ v }}"
         "{% endif %}</td>{% endfor %}</tr>{% endfor %}</table>")
     columns = list(frame.columns)
     return template.render(caption=caption, csv=csv, columns=columns, links=links or {},
@@ -128,7 +128,7 @@ def create_app(engine, settings: Settings, *, today: date, start_cycle=None) -> 
         sync, volume = _sync_and_volume(engine, today)
         parts = [f"<p>Next scheduled run: {_ENV.from_string('{{ v }}').render(v=next_run(settings, today))} "
                  "(schedule.daily_at, UTC)</p>",
-                 _table(cycles, "Last cycles", links={"cycle_id": "/cycle/{}"}), _table(freshness, "Districts"),
+                 _table(cycles, "Last cycles", links={"cycle_id": "/cycle/"}), _table(freshness, "Districts"),
                  _table(failed, "Files that failed"), _table(sources, "Sources (fetch)")]
         if len(sync):
             def heat(axes):
