@@ -1,7 +1,8 @@
 """most_used ranks in the database: on a random district (ties in minutes, app ids whose
 order differs under a language collation, students of every type), its rows equal what the
 pandas reference in analytics/most_used.py computes from the same published table, usage
-and assessments, on SQLite and PostgreSQL."""
+and assessments, on SQLite and PostgreSQL. (This server's collation is C.UTF-8, so the
+`COLLATE "C"` of the ranking is not what makes them agree here; under en_US it would be.)"""
 from datetime import date, timedelta
 
 import numpy as np
@@ -14,7 +15,7 @@ from storage.frames import read_frame
 from models import assessments, dataframe_table, district_app_summary, most_used_software, usage
 from tests.integration.test_cycle import AS_OF, cycle, settings_for, write
 
-APPS = ("zeta", "alpha_b", "alphab", "beta", "b_eta", "gamma")  # bytewise order differs from en_US's
+APPS = ("zeta", "alpha_b", "alphab", "beta", "b_eta", "gamma")  # '_' sorts before letters by code point
 
 
 def random_district(landing, seed=7):
