@@ -8,22 +8,28 @@ moves; unchanged rows keep theirs). A reader sees the old table or the new one.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, delete, func, select, union
+from sqlalchemy import Column, MetaData, Table, delete, func, select, union
 
 from analytics.dailypull import student_frame
 from analytics.school_year import school_year_containing
 from analytics.student_types import student_types
+from analytics.usage_rollup import activity_summary, last_active_day
 from config import District
 from storage.ddl import AddColumn, DropColumn, existing_columns
-from storage.database import snapshot
+from storage.database import is_postgres, snapshot
 from storage.frames import bulk_insert, read_frame, read_frame_via_copy
-from jobs import ingest, rollup
+from jobs import changes, ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint, plural
-from models import SOURCE_TABLES, assessments, dataframe_table, forecasts, score_averages, students, usage
+from models import (
+    SOURCE_TABLES, assessments, dailypull_state, dataframe_table, forecasts, score_averages, students, usage,
+    usage_activity, usage_totals,
+)
+from models.schema import ID
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +39,23 @@ _DELETE_BATCH = 5_000
 def run(engine, district: District, ctx: JobContext) -> JobResult:
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
     start = ctx.settings.school_year_start
+    digest = _settings_digest(district, start)
     with snapshot(engine) as conn:
-        rolled = None if ctx.force else rollup.read(conn, district.id, start, year.start, ctx.as_of)
-        inputs = _read_inputs(conn, district, year.start, ctx.as_of, rolled)
+        mark = _file_mark(conn, district.id)
+        night, why_full = (None, "--force") if ctx.force else _night_scope(conn, district, start, year.start,
+                                                                           ctx.as_of, digest)
+        if night is not None:
+            inputs = _read_night_inputs(conn, district, year.start, ctx.as_of, night)
+            rolled = True
+            if inputs is None:
+                night, why_full = None, f"usage dated after {ctx.as_of} arrived"
+        if night is None:
+            rolled = rollup.read(conn, district.id, start, year.start, ctx.as_of) if not ctx.force else None
+            inputs = _read_inputs(conn, district, year.start, ctx.as_of, rolled)
+        # a later night may follow only the new data when these rows hold every student
+        # computed from complete rollups with no usage after as-of
+        followable = rolled is not None or (rollup.is_complete(conn, district.id, start)
+                                            and not _usage_after(conn, district.id, year, ctx.as_of))
     types = student_types(
         inputs["assessments"], inputs["forecasts"], inputs["averages"], year=year, as_of=ctx.as_of
     )
@@ -43,18 +63,21 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         inputs["ids"]["student_id"], inputs["roster"], types, inputs["activity"], inputs["app_minutes"],
         apps=district.apps, bands=district.bands,
     )
-    written, removed = publish(engine, district, frame, ctx)
+    state = dict(as_of=ctx.as_of, year_start=year.start, settings=digest, file_mark=mark) if followable else None
+    written, removed, totals = publish(engine, district, frame, ctx, scope=night, state=state)
     unlisted = sorted(set(inputs["app_minutes"]["app"]) - set(district.apps))
     result = JobResult(rows_in=len(frame), rows_out=written)
-    result.details = {
-        "students": len(frame),
-        "types": frame["type"].value_counts(dropna=False).sort_index().to_dict(),
-        "bands": frame["performance"].value_counts(dropna=False).to_dict(),
-        "unlisted_apps": unlisted,
-    }
-    result.message = (f"{plural(len(frame), 'student')} ({year.label} to {ctx.as_of}); {plural(written, 'row')} "
-                      f"written, {removed:,} removed")
-    result.details["from"] = "usage rollups" if rolled is not None else "usage"
+    result.details = {"students": totals["students"], "types": totals["types"], "bands": totals["bands"],
+                      "unlisted_apps": unlisted}
+    if night is not None:
+        result.message = (f"{plural(totals['students'], 'student')} ({year.label} to {ctx.as_of}); "
+                          f"{plural(len(frame), 'student')} with new data recomputed, {plural(written, 'row')} written")
+        result.details["from"] = "usage rollups, the students with new data"
+    else:
+        result.message = (f"{plural(len(frame), 'student')} ({year.label} to {ctx.as_of}); {plural(written, 'row')} "
+                          f"written, {removed:,} removed")
+        result.details["from"] = "usage rollups" if rolled is not None else "usage"
+        result.details["full_because"] = why_full
     if rolled is None and not ctx.force:
         with engine.begin() as conn:  # once per district: later nights read the rollups
             ingest.lock_district(conn, district)
@@ -63,6 +86,59 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     if unlisted:
         result.message += f"; usage of apps not listed (no column): {', '.join(unlisted)}"
     return result
+
+
+def _settings_digest(district: District, start: tuple[int, int]) -> str:
+    """What the published rows depend on besides the data: the app list, bands, year start."""
+    text = repr((tuple(district.apps), sorted(district.bands.items()), tuple(start)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _file_mark(conn, district_id: str) -> int:
+    """The district's last file whose load wrote rows, as this snapshot sees it. (Loads take
+    the district's lock, so none with a lower id can commit later.)"""
+    return changes.latest_file(conn, district_id)
+
+
+def _usage_after(conn, district_id: str, year, as_of) -> bool:
+    return conn.execute(select(usage.c.student_id).where(
+        usage.c.district_id == district_id, usage.c.date > as_of, usage.c.date <= year.end).limit(1)).first() is not None
+
+
+def _night_scope(conn, district: District, start: tuple[int, int], year_start, as_of, digest: str
+                 ) -> tuple[pd.Series | None, str]:
+    """The students a night must recompute, or None and why the run must be full.
+
+    A night follows the new data when the last publish was computed, for a day up to this
+    one, with the same settings and school year, from complete rollups; the published table
+    still has its rows; and every file loaded since named its students (`jobs.changes`).
+    Then the students to recompute are those, and the students with an assessment, forecast
+    or average dated after the last publish's day, up to this one (they count from today).
+    """
+    state = conn.execute(select(dailypull_state).where(dailypull_state.c.district_id == district.id)).first()
+    if state is None:
+        return None, "no earlier publish to follow on from"
+    if state.settings != digest or state.year_start != year_start or state.as_of > as_of:
+        return None, "the settings, the school year or the day differ from the last publish's"
+    table = dataframe_table(district.id, district.apps)
+    if existing_columns(conn, table.name) is None or \
+            conn.execute(select(func.count()).select_from(table)).scalar() != state.students:
+        return None, f"{table.name} is not as the last publish left it"
+    if not rollup.is_complete(conn, district.id, start):
+        return None, "the usage rollups are not complete"
+    changed, why = changes.since(conn, district.id, state.file_mark)
+    if changed is None:
+        return None, why
+    dated = [select(assessments.c.student_id).where(assessments.c.district_id == district.id,
+                                                    assessments.c.date > state.as_of, assessments.c.date <= as_of),
+             select(forecasts.c.student_id).where(forecasts.c.district_id == district.id,
+                                                  forecasts.c.date > state.as_of, forecasts.c.date <= as_of),
+             select(score_averages.c.student_id).where(score_averages.c.district_id == district.id,
+                                                       score_averages.c.as_of > state.as_of,
+                                                       score_averages.c.as_of <= as_of)]
+    newly_dated = read_frame(conn, union(*dated))["student_id"].astype("string")
+    scope = pd.concat([changed, newly_dated], ignore_index=True).drop_duplicates().sort_values(ignore_index=True)
+    return scope, ""
 
 
 def _read_inputs(conn, district: District, start, as_of, rolled: dict | None) -> dict[str, pd.DataFrame]:
@@ -110,6 +186,60 @@ def _read_inputs(conn, district: District, start, as_of, rolled: dict | None) ->
     }
 
 
+def _scope_table() -> Table:
+    return Table("dailypull_scope", MetaData(), Column("student_id", ID, primary_key=True), prefixes=["TEMPORARY"])
+
+
+def _with_scope(conn, scope: pd.Series) -> Table:
+    """A temporary table of the night's students, to join on (an IN list of 100k ids is not)."""
+    table = _scope_table()
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    bulk_insert(conn, table, pd.DataFrame({"student_id": scope}))
+    if is_postgres(conn):
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
+    return table
+
+
+def _read_night_inputs(conn, district: District, year_start, as_of, scope: pd.Series
+                       ) -> dict[str, pd.DataFrame] | None:
+    """dailypull's inputs for the night's students only: their rollups and their rows; None
+    when one of them has usage after as-of (then the rollups cannot answer: a full run)."""
+    night = _with_scope(conn, scope)
+
+    def theirs(statement, table):
+        return statement.join_from(table, night, night.c.student_id == table.c.student_id) \
+            .where(table.c.district_id == district.id)
+
+    totals = read_frame_via_copy(conn, theirs(select(usage_totals.c.student_id, usage_totals.c.app,
+                                                     usage_totals.c.minutes), usage_totals)
+                                 .where(usage_totals.c.year_start == year_start))
+    activity = read_frame(conn, theirs(select(usage_activity.c.student_id, usage_activity.c.days), usage_activity)
+                          .where(usage_activity.c.year_start == year_start))
+    activity["days"] = activity["days"].map(bytes)
+    latest = last_active_day(activity, year_start)
+    if latest is not None and latest > as_of:  # a file from ahead of the clock: the full path handles it
+        night.drop(conn)
+        return None
+    inputs = {
+        "ids": pd.DataFrame({"student_id": scope}),
+        "app_minutes": totals,
+        "activity": activity_summary(activity, year_start, as_of),
+        "roster": read_frame(conn, theirs(select(students.c.student_id, students.c.school_id, students.c.grade),
+                                          students)),
+        "assessments": read_frame(conn, theirs(select(assessments.c.student_id, assessments.c.date,
+                                                      assessments.c.score), assessments)
+                                  .where(assessments.c.date.between(year_start, as_of))
+                                  .order_by(assessments.c.student_id, assessments.c.assessment_id)),
+        "forecasts": read_frame(conn, theirs(select(forecasts.c.student_id, forecasts.c.date, forecasts.c.score),
+                                             forecasts).where(forecasts.c.date.between(year_start, as_of))),
+        "averages": read_frame(conn, theirs(select(score_averages.c.student_id, score_averages.c.school_year,
+                                                   score_averages.c.as_of, score_averages.c.score), score_averages)),
+    }
+    night.drop(conn)
+    return inputs
+
+
 def _comparable(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """The published or new rows with one dtype per column, so that they can be compared."""
     out = {}
@@ -142,10 +272,12 @@ def _changed_rows(new: pd.DataFrame, old: pd.DataFrame) -> pd.Series:
     return changed
 
 
-def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) -> tuple[int, int]:
-    """Make `dataframe_<id>` hold exactly `frame` (plus updated_at), in one transaction.
-
-    Returns (rows written, rows removed).
+def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *, scope: pd.Series | None = None,
+            state: dict | None = None) -> tuple[int, int, dict]:
+    """Make `dataframe_<id>` hold exactly `frame` (plus updated_at), in one transaction; with
+    `scope` (a night's students), make those students' rows equal `frame` and leave the rest.
+    `state`: what this publish was computed from, kept for the next night (None: the next
+    run is full). Returns (rows written, rows removed, the district's counts after).
     """
     table = dataframe_table(district.id, district.apps)
     with engine.begin() as conn:
@@ -153,9 +285,14 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) ->
         if columns is None:
             table.create(conn)
             published = pd.DataFrame(columns=[c.name for c in table.columns])
-        else:
+        elif scope is None:
             _reshape(conn, table, columns)
             published = read_frame_via_copy(conn, select(table))
+        else:  # the settings digest matched, so the columns are the district's
+            night = _with_scope(conn, scope)
+            published = read_frame_via_copy(conn, select(table).join_from(
+                table, night, night.c.student_id == table.c.student_id))
+            night.drop(conn)
 
         new = _comparable(frame, table).set_index("student_id", drop=False)
         old = _comparable(published, table).set_index("student_id", drop=False)
@@ -170,9 +307,25 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext) ->
             conn.execute(delete(table).where(table.c.student_id.in_(list(batch))))
         rows = frame.set_index("student_id", drop=False).loc[changed.append(fresh)]
         bulk_insert(conn, table, rows.assign(updated_at=ctx.clock()).reset_index(drop=True))  # when written
+        totals = _district_counts(conn, table)
+        conn.execute(delete(dailypull_state).where(dailypull_state.c.district_id == district.id))
+        if state is not None:
+            conn.execute(dailypull_state.insert().values(district_id=district.id, students=totals["students"],
+                                                         published_at=ctx.clock(), **state))
+            changes.forget_until(conn, district.id, state["file_mark"])
         checkpoint("dailypull.written")
     log.debug("%s: %d rows written, %d removed", table.name, len(rows), len(gone))
-    return len(rows), len(gone)
+    return len(rows), len(gone), totals
+
+
+def _district_counts(conn, table: Table) -> dict:
+    """Students, and students per type and band, of the published table (by the database)."""
+    types = {(None if k is None else int(k)): int(n) for k, n in conn.execute(
+        select(table.c.type, func.count()).group_by(table.c.type)).all()}
+    bands = {k: int(n) for k, n in conn.execute(select(table.c.performance, func.count())
+                                                .group_by(table.c.performance)).all()}
+    return {"students": sum(types.values()), "types": dict(sorted(types.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))),
+            "bands": dict(sorted(bands.items(), key=lambda kv: (-kv[1], str(kv[0]))))}
 
 
 def _reshape(conn, table: Table, columns: list[str]) -> None:

@@ -33,7 +33,7 @@ from config.secrets import MASK, redact, secret_values
 from storage.database import is_postgres, lock_key
 from storage.frames import Prepared, bulk_insert, upsert_from_select, upsert_rows
 from readers.decrypt import remove_stale_folders
-from jobs import clix, rollup, standards, weekly
+from jobs import changes, clix, rollup, standards, weekly
 from jobs.job import COMPLETED_WITH_ERRORS, JobContext, JobResult, checkpoint, plural
 from readers import clix as clix_tree
 from readers import standards as standard_files
@@ -501,10 +501,14 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             notes.append(_unlisted_note(sorted(unlisted.items())))
         if fold and totals is not None:
             rollup.add(conn, district.id, totals, activity)
+        if fold and tree is None:  # a night's dailypull recomputes just these students
+            changes.record(conn, district.id, file_id, [] if totals is None else totals["student_id"])
         weekly.recompute(conn, district.id, sorted(weeks))
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
-        _follow(conn, district, file.kind, stage, start, fold)
+        named = _follow(conn, district, file.kind, stage, start, fold)
+        if named is not None and tree is None:
+            changes.record(conn, district.id, file_id, named)
         stage.drop(conn)
     return loaded, rejected, reasons, notes, examples
 
@@ -519,15 +523,19 @@ def _reject(conn, district: District, file: LandingFile, file_id: int, bad: pd.D
         reason=storable_raw(bad["reason"])))
 
 
-def _follow(conn, district: District, kind: str, stage: Table, start: tuple[int, int], fold: bool) -> None:
+def _follow(conn, district: District, kind: str, stage: Table, start: tuple[int, int], fold: bool
+            ) -> list[str] | None:
     """After a staged merge: the rollups of the students a usage file names (keys may have
-    been replaced), and the weekly rows of its weeks, or of the weeks a students file's students used."""
+    been replaced), and the weekly rows of its weeks, or of the weeks a students file's
+    students used. Returns the students a usage file named when the rollups took them in."""
     if kind == "usage":
+        students = None
         if fold:
-            students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
-            rollup.recompute(conn, district.id, start, sorted(students))
+            students = sorted(r[0] for r in conn.execute(select(stage.c.student_id).distinct()))
+            rollup.recompute(conn, district.id, start, students)
         weekly.recompute(conn, district.id, weekly.weeks_of(r[0] for r in conn.execute(select(stage.c.date).distinct())))
-    elif kind == "students":
+        return students
+    if kind == "students":
         students = [r[0] for r in conn.execute(select(stage.c.student_id).distinct())]
         weekly.recompute(conn, district.id, weekly.weeks_of_students(conn, district.id, sorted(students)))
 

@@ -2,6 +2,9 @@
 from models.schema import (
     SOURCE_TABLES,
     app_effects,
+    changed_students,
+    changes_logged,
+    dailypull_state,
     clix_accounts,
     fetch_ledger,
     usage_weekly,
@@ -37,6 +40,9 @@ from models.schema import (
 __all__ = [
     "SOURCE_TABLES",
     "app_effects",
+    "changed_students",
+    "changes_logged",
+    "dailypull_state",
     "clix_accounts",
     "fetch_ledger",
     "usage_weekly",

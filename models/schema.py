@@ -107,6 +107,34 @@ usage_rollup_state = Table(  # a district's rollups are complete, for this schoo
     Column("built_at", DateTime(timezone=True), nullable=False),
 )
 
+# What a night's dailypull needs to follow only the new data (README, "dailypull"): the
+# students each usage file named, written by ingest in the file's own transaction, and what
+# the last publish covered. A file loaded without its students here makes the next run full.
+changed_students = Table(
+    "changed_students",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("file_id", BigInteger, primary_key=True),
+    Column("student_id", ID, primary_key=True),
+)
+changes_logged = Table(  # the files whose students are all in changed_students
+    "changes_logged",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("file_id", BigInteger, primary_key=True),
+)
+dailypull_state = Table(  # what the district's last publish was computed from
+    "dailypull_state",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("year_start", Date, nullable=False),
+    Column("settings", String(64), nullable=False),  # a digest of the apps, bands and school year start
+    Column("file_mark", BigInteger, nullable=False),  # the last ingested_files.file_id it had seen
+    Column("students", Integer, nullable=False),  # rows of the published table
+    Column("published_at", DateTime(timezone=True), nullable=False),
+)
+
 # One row per (district, path, content): a changed file under the same name is a new row;
 # a failed file that is retried updates its row.
 ingested_files = Table(

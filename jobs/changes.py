@@ -1,0 +1,58 @@
+"""Which students changed since a district's last publish, so a night follows the new data.
+
+Ingest records the students each usage file names (`changed_students`) and that the file
+was recorded (`changes_logged`), in the file's own transaction. dailypull then recomputes
+only those students, when every file loaded since its last publish was recorded; any other
+file (assessments, a roster, a CLIx tree, xAPI, a removal) makes its next run a full one.
+So a path that writes source rows without recording them costs a full run, never a stale row.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy import delete, exists, func, select
+
+from storage.frames import bulk_insert, read_frame
+from models import changed_students, changes_logged, ingested_files
+
+_WROTE_NOTHING = ("duplicate", "failed")  # ingested_files statuses whose transaction wrote no rows
+
+
+def record(conn, district_id: str, file_id: int, students: Iterable[str]) -> None:
+    """The usage file `file_id` named these students (every one of them)."""
+    names = pd.Series(sorted(set(students)), dtype="string")
+    bulk_insert(conn, changed_students, pd.DataFrame({"district_id": district_id, "file_id": file_id,
+                                                      "student_id": names}))
+    conn.execute(changes_logged.insert().values(district_id=district_id, file_id=file_id))
+
+
+def latest_file(conn, district_id: str) -> int:
+    """The district's last file id whose load may have written rows (0 before any): what a
+    publish has seen. Loads hold the district's lock, so none with a lower id commits later;
+    failed and duplicate records (written without it) wrote no rows and do not count."""
+    return int(conn.execute(select(func.coalesce(func.max(ingested_files.c.file_id), 0))
+                            .where(ingested_files.c.district_id == district_id,
+                                   ingested_files.c.status.not_in(_WROTE_NOTHING))).scalar())
+
+
+def since(conn, district_id: str, mark: int) -> tuple[pd.Series | None, str]:
+    """The students named by the files loaded after `mark`, or None (and why) when a file
+    loaded since was not recorded, so only a full run is right."""
+    later = (ingested_files.c.district_id == district_id) & (ingested_files.c.file_id > mark) \
+        & ingested_files.c.status.not_in(_WROTE_NOTHING)
+    unrecorded = conn.execute(
+        select(ingested_files.c.path).where(later, ~exists().where(
+            changes_logged.c.district_id == district_id, changes_logged.c.file_id == ingested_files.c.file_id))
+        .order_by(ingested_files.c.file_id).limit(1)).scalar()
+    if unrecorded is not None:
+        return None, f"{unrecorded} was loaded since the last publish and is not a usage file it can follow"
+    frame = read_frame(conn, select(changed_students.c.student_id).where(
+        changed_students.c.district_id == district_id, changed_students.c.file_id > mark).distinct())
+    return frame["student_id"].astype("string"), ""
+
+
+def forget_until(conn, district_id: str, mark: int) -> None:
+    """Drop what a publish up to file `mark` has followed."""
+    for table in (changed_students, changes_logged):
+        conn.execute(delete(table).where(table.c.district_id == district_id, table.c.file_id <= mark))
