@@ -1,7 +1,8 @@
 """Most used software: each student's top apps per window, and the district summary.
 
 Windows (all clipped to the school year's first day, all inclusive):
-  year_to_date  every student with usage: the school year's first day .. as-of
+  year_to_date  every student with usage: the school year's first day .. the student's last
+                day of usage up to as-of
   assessment    type 1: the `assessment_days` days ending on the student's latest
                 assessment of the school year
   latest        types 2-4: the `latest_days` days ending on the student's last day of usage
@@ -40,7 +41,9 @@ def student_windows(
     latest_assessment = pd.to_datetime(students["latest_assessment"])
     last_active = pd.to_datetime(students["last_active"])
 
-    ytd = base.assign(window=YEAR_TO_DATE, window_start=start, window_end=pd.Timestamp(as_of))
+    # year to date ends on the student's last day of usage: the same minutes as up to as-of,
+    # and a row that changes only when the student's data does (empty for a student without)
+    ytd = base.assign(window=YEAR_TO_DATE, window_start=start, window_end=last_active.fillna(start).to_numpy())
     is_assessed = students["type"].eq(1).fillna(False).to_numpy() & latest_assessment.notna().to_numpy()
     assessed = base.loc[is_assessed].assign(
         window=ASSESSMENT,

@@ -1,8 +1,8 @@
 """Which students changed since a district's last publish, so a night follows the new data.
 
 Ingest records the students each usage file names (`changed_students`) and that the file
-was recorded (`changes_logged`), in the file's own transaction. dailypull then recomputes
-only those students, when every file loaded since its last publish was recorded; any other
+was recorded (`changes_logged`), in the file's own transaction. dailypull and most_used then
+recompute only those students, when every file loaded since their last run was recorded; any other
 file (assessments, a roster, a CLIx tree, xAPI, a removal) makes its next run a full one.
 So a path that writes source rows without recording them costs a full run, never a stale row.
 """
@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import delete, exists, func, select
 
 from storage.frames import bulk_insert, read_frame
-from models import changed_students, changes_logged, ingested_files
+from models import changed_students, changes_logged, dailypull_state, ingested_files, most_used_state
 
 _WROTE_NOTHING = ("duplicate", "failed")  # ingested_files statuses whose transaction wrote no rows
 
@@ -52,7 +52,11 @@ def since(conn, district_id: str, mark: int) -> tuple[pd.Series | None, str]:
     return frame["student_id"].astype("string"), ""
 
 
-def forget_until(conn, district_id: str, mark: int) -> None:
-    """Drop what a publish up to file `mark` has followed."""
-    for table in (changed_students, changes_logged):
-        conn.execute(delete(table).where(table.c.district_id == district_id, table.c.file_id <= mark))
+def forget_followed(conn, district_id: str) -> None:
+    """Drop what every job that follows the log (dailypull, most_used) has followed: up to
+    the lower of their marks. A job without a mark runs full next time and needs none."""
+    marks = [mark for table in (dailypull_state, most_used_state) for mark in conn.execute(
+        select(table.c.file_mark).where(table.c.district_id == district_id)).scalars()]
+    if marks:
+        for table in (changed_students, changes_logged):
+            conn.execute(delete(table).where(table.c.district_id == district_id, table.c.file_id <= min(marks)))

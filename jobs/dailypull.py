@@ -312,7 +312,7 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *,
         if state is not None:
             conn.execute(dailypull_state.insert().values(district_id=district.id, students=totals["students"],
                                                          published_at=ctx.clock(), **state))
-            changes.forget_until(conn, district.id, state["file_mark"])
+            changes.forget_followed(conn, district.id)
         checkpoint("dailypull.written")
     log.debug("%s: %d rows written, %d removed", table.name, len(rows), len(gone))
     return len(rows), len(gone), totals

@@ -367,6 +367,39 @@ most_used_software = Table(
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 
+# What most_used follows from night to night (README, "most_used"): each student's windows
+# and minutes per window and app, so a night recomputes only the students with new data and
+# the district summary is a GROUP BY of these, not of the year's usage.
+most_used_windows = Table(
+    "most_used_windows",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("window", String(16), primary_key=True),
+    Column("window_start", Date, nullable=False),
+    Column("window_end", Date, nullable=False),
+    Column("type", SmallInteger),
+    Column("performance", String(32)),
+)
+most_used_minutes = Table(
+    "most_used_minutes",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("student_id", ID, primary_key=True),
+    Column("window", String(16), primary_key=True),
+    Column("app", String(41), primary_key=True),
+    Column("minutes", Float, nullable=False),
+    Column("usage_rows", Integer, nullable=False),
+)
+most_used_state = Table(  # what the district's last most_used was computed from
+    "most_used_state",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("settings", String(64), nullable=False),  # a digest of the apps, windows, top n and year start
+    Column("file_mark", BigInteger, nullable=False),  # the last ingested_files.file_id it had seen
+)
+
 # Per window and band (and "all"): how many students used each app, for how long, and the
 # app's part of the group's minutes.
 district_app_summary = Table(

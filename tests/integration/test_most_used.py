@@ -37,12 +37,13 @@ def test_most_used_hand_worked(engine, landing):
     assert [r.result.status for r in result.records][1:] == ["succeeded", "succeeded"]
     assert result.records[2].result.message == "students ranked: latest 1 student, year_to_date 2 students; 11 rows written"
     assert cycle(engine, landing, jobs=JOBS).records[2].result.message.endswith("; unchanged: nothing written")
-    ytd = (date(2026, 8, 1), date(2026, 11, 22))
+    # year to date: the school year's first day .. the student's last day of usage (any app)
+    s1_ytd, s2_ytd = (date(2026, 8, 1), date(2026, 9, 2)), (date(2026, 8, 1), date(2026, 10, 2))
     assert ranked(engine) == [
-        ("s1", 1, "year_to_date", 1, "ixl", 45.0, round(45 / 65, 4), *ytd),
-        ("s1", 1, "year_to_date", 2, "lexia", 20.0, round(20 / 65, 4), *ytd),
+        ("s1", 1, "year_to_date", 1, "ixl", 45.0, round(45 / 65, 4), *s1_ytd),
+        ("s1", 1, "year_to_date", 2, "lexia", 20.0, round(20 / 65, 4), *s1_ytd),
         ("s2", 2, "latest", 1, "lexia", 40.0, 1.0, date(2026, 9, 3), date(2026, 10, 2)),
-        ("s2", 2, "year_to_date", 1, "lexia", 40.0, 1.0, *ytd),
+        ("s2", 2, "year_to_date", 1, "lexia", 40.0, 1.0, *s2_ytd),
     ]
     assert summary(engine) == {
         ("year_to_date", "all", "ixl"): (1, 45.0, round(45 / 105, 4)),

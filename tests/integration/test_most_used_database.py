@@ -35,32 +35,25 @@ def random_district(landing, seed=7):
                     "alpha/forecasts.csv": forecasts})
 
 
-def reference(engine, settings):
+def reference(engine, settings, as_of=AS_OF):
     district = settings.districts[0]
-    year = school_year_containing(AS_OF, settings.school_year_start)
+    year = school_year_containing(as_of, settings.school_year_start)
     table = dataframe_table("alpha", district.apps)
     with engine.connect() as conn:
         students = read_frame(conn, select(table.c.student_id, table.c.type, table.c.performance, table.c.last_active))
         latest = read_frame(conn, select(assessments.c.student_id, assessments.c.date.label("latest_assessment")))
         daily = read_frame(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes)
-                           .where(usage.c.date.between(year.start, AS_OF)))
+                           .where(usage.c.date.between(year.start, as_of)))
     latest = latest.groupby("student_id", as_index=False)["latest_assessment"].max()
     students = students.merge(latest, on="student_id", how="left").astype({"type": "Int64"})
-    windows = student_windows(students, year_start=year.start, as_of=AS_OF,
+    windows = student_windows(students, year_start=year.start, as_of=as_of,
                               assessment_days=district.assessment_window_days,
                               latest_days=district.latest_window_days)
     minutes = window_minutes(daily, windows, district.apps)
     return top_apps(minutes, district.most_used_top_n), app_summary(minutes)
 
 
-def test_the_database_ranks_as_the_pandas_reference_does(engine, tmp_path):
-    landing = tmp_path / "landing"
-    random_district(landing)
-    settings = settings_for(apps=APPS, most_used_top_n=2, assessment_window_days=20, latest_window_days=15)
-    result = cycle(engine, landing, settings, jobs=("ingest", "dailypull", "most_used"))
-    assert [r.result.status for r in result.records] == ["succeeded"] * 3, [r.result.message for r in result.records]
-    top, summary = reference(engine, settings)
-    assert len(top) > 100 and set(top["window"]) == {"year_to_date", "assessment", "latest"}
+def assert_as_the_reference(engine, top, summary):
     with engine.connect() as conn:
         ours = read_frame(conn, select(most_used_software))
         ours_summary = read_frame(conn, select(district_app_summary))
@@ -75,7 +68,6 @@ def test_the_database_ranks_as_the_pandas_reference_does(engine, tmp_path):
     np.testing.assert_allclose(ours["share"].astype(float), top["share"].astype(float))
     for column in ("window_start", "window_end"):
         assert (pd.to_datetime(ours[column]) == pd.to_datetime(top[column])).all(), column
-    assert int(result.records[2].result.rows_out) == len(top) + len(summary)
 
     skey = ["window", "performance", "app"]
     ours_summary = ours_summary.sort_values(skey, ignore_index=True)
@@ -84,5 +76,54 @@ def test_the_database_ranks_as_the_pandas_reference_does(engine, tmp_path):
     assert ours_summary["students"].astype(int).tolist() == summary["students"].tolist()
     np.testing.assert_allclose(ours_summary["share"].astype(float), summary["share"].astype(float))
 
+
+def test_the_database_ranks_as_the_pandas_reference_does(engine, tmp_path):
+    landing = tmp_path / "landing"
+    random_district(landing)
+    settings = settings_for(apps=APPS, most_used_top_n=2, assessment_window_days=20, latest_window_days=15)
+    result = cycle(engine, landing, settings, jobs=("ingest", "dailypull", "most_used"))
+    assert [r.result.status for r in result.records] == ["succeeded"] * 3, [r.result.message for r in result.records]
+    top, summary = reference(engine, settings)
+    assert len(top) > 100 and set(top["window"]) == {"year_to_date", "assessment", "latest"}
+    assert_as_the_reference(engine, top, summary)
+    assert int(result.records[2].result.rows_out) == len(top) + len(summary)
+
     again = cycle(engine, landing, settings, jobs=("most_used",))
     assert again.records[0].result.message.endswith("; unchanged: nothing written")
+
+
+def test_nights_re_rank_only_the_students_with_new_data_as_a_full_run_would(engine, tmp_path):
+    from datetime import datetime, timezone
+
+    from runner.cycle import run_cycle
+
+    landing = tmp_path / "landing"
+    random_district(landing)
+    settings = settings_for(apps=APPS, most_used_top_n=2, assessment_window_days=20, latest_window_days=15)
+
+    def night(day, *, jobs=("ingest", "dailypull", "most_used"), force=False):
+        now = datetime(day.year, day.month, day.day, 2, tzinfo=timezone.utc)
+        done = run_cycle(engine, settings, districts=list(settings.districts), jobs=list(jobs), as_of=day,
+                         landing_dir=landing, force=force, now=now, clock=lambda: now)
+        assert all(r.result.status == "succeeded" for r in done.records), [r.result.message for r in done.records]
+        return done.records[-1].result
+
+    day = date(2026, 11, 22)
+    assert "students ranked" in night(day).message
+    # new days for three students (one new), a replaced key, and an assessment dated tomorrow
+    write(landing, {
+        "alpha/usage_n1.csv": "student_id,app,date,minutes\ns01,beta,2026-11-23,500\n"
+                              "s02,zeta,2026-11-23,5\ns77,gamma,2026-11-23,9\n",
+        "alpha/usage_fix.csv": "student_id,app,date,minutes\n" + next(
+            f"{line.split(',')[0]},{line.split(',')[1]},{line.split(',')[2]},999\n"
+            for line in (landing / "alpha/usage.csv").read_text().splitlines()[1:] if line.split(",")[1] in APPS),
+    })
+    result = night(day + timedelta(days=1))
+    assert "with new data re-ranked" in result.message, result.message
+    assert 4 <= result.details["night"] <= 10, result.details  # s01, s02, s77, the fixed one (and rows dailypull rewrote)
+    again = night(day + timedelta(days=1), jobs=("most_used",), force=True)  # the full run finds nothing to change
+    assert again.message.endswith("; unchanged: nothing written"), again.message
+    assert_as_the_reference(engine, *reference(engine, settings, as_of=day + timedelta(days=1)))
+
+    quiet = night(day + timedelta(days=2))  # nothing new: nobody re-ranked, nothing written
+    assert quiet.details == {"night": 0} and quiet.message.endswith("unchanged: nothing written"), quiet.message

@@ -49,14 +49,16 @@ def windows():
 
 def test_windows_per_type():
     found = {(r.student_id, r.window): (r.window_start, r.window_end) for r in windows().itertuples()}
-    ytd = (T("2026-08-01"), T("2026-11-22"))
+    def ytd(last):  # the year's first day .. the student's last day of usage (the first day without one)
+        return (T("2026-08-01"), T(last))
+
     assert found == {
-        ("a", "year_to_date"): ytd, ("a", "assessment"): (T("2026-09-11"), T("2026-10-10")),
-        ("b", "year_to_date"): ytd, ("b", "assessment"): (T("2026-08-01"), T("2026-08-01")),
-        ("c", "year_to_date"): ytd, ("c", "latest"): (T("2026-11-14"), T("2026-11-20")),
-        ("d", "year_to_date"): ytd, ("d", "assessment"): (T("2026-10-03"), T("2026-11-01")),
-        ("e", "year_to_date"): ytd,  # type 4 without usage: no latest window
-        ("f", "year_to_date"): ytd,  # no type: only the year
+        ("a", "year_to_date"): ytd("2026-10-11"), ("a", "assessment"): (T("2026-09-11"), T("2026-10-10")),
+        ("b", "year_to_date"): ytd("2026-08-01"), ("b", "assessment"): (T("2026-08-01"), T("2026-08-01")),
+        ("c", "year_to_date"): ytd("2026-11-20"), ("c", "latest"): (T("2026-11-14"), T("2026-11-20")),
+        ("d", "year_to_date"): ytd("2026-09-01"), ("d", "assessment"): (T("2026-10-03"), T("2026-11-01")),
+        ("e", "year_to_date"): ytd("2026-08-01"),  # type 4 without usage: no latest window
+        ("f", "year_to_date"): ytd("2026-09-05"),  # no type: only the year
     }
 
 
