@@ -80,6 +80,46 @@ def merge_activity(*frames: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class Folded:
+    """Rollups of a file's chunks, merged in bulk rather than into a running total per chunk
+    (which cost the rollup's size for every chunk: rows x students). Partials are held until
+    they outweigh what is merged so far (at least `pending_rows` rows), then merged with it in
+    one pass: every row is merged a bounded number of times on average, and memory stays
+    within about twice the file's rollup plus one chunk's partials.
+
+    add(totals, activity): one chunk's `rollup()`; result(): (totals, activity) as
+    `merge_totals`/`merge_activity` of all of them would give.
+    """
+
+    def __init__(self, pending_rows: int = 1_000_000):
+        self.pending_rows = pending_rows
+        self._totals: list[pd.DataFrame] = []  # [merged so far, partials ...]
+        self._activity: list[pd.DataFrame] = []
+        self._merged = 0  # rows in the merged frames (the first of each list)
+        self._pending = 0  # rows in the partials since
+
+    def add(self, totals: pd.DataFrame, activity: pd.DataFrame) -> None:
+        self._totals.append(totals)
+        self._activity.append(activity)
+        self._pending += len(totals) + len(activity)
+        if self._pending >= max(self._merged, self.pending_rows):
+            self._compact()
+
+    def _compact(self) -> None:
+        self._totals = [merge_totals(*self._totals)]
+        self._activity = [merge_activity(*self._activity)]
+        self._merged = len(self._totals[0]) + len(self._activity[0])
+        self._pending = 0
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        """The merged (totals, activity), or None when nothing was added."""
+        if not self._totals:
+            return None
+        if len(self._totals) > 1:
+            self._compact()
+        return self._totals[0], self._activity[0]
+
+
 def activity_summary(activity: pd.DataFrame, year_start: date, as_of: date) -> pd.DataFrame:
     """student_id, active_days, first_active, last_active over [year_start, as_of], from
     one school year's bitmaps; students without an active day in it are left out."""

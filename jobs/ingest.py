@@ -26,7 +26,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy import Column, Integer, MetaData, Table, delete, func, literal, select, update
 
 from analytics.landing_rows import DAY_FIRST, KINDS, US_STYLE, reason_category, slashed_day_examples, validate
-from analytics.usage_rollup import merge_activity, merge_totals
+from analytics.usage_rollup import Folded
 from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
 from config.secrets import MASK, redact, secret_values
@@ -445,7 +445,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     fold = file.kind == "usage" and rollup.start_if_empty(conn, district.id, start)
     if file.kind == "usage" and not fold:  # rows the rollups will not have: they are not complete
         rollup.mark_incomplete(conn, district.id)
-    totals = activity = None
+    folded = Folded()  # the rollups of the rows written straight into usage, merged in bulk
     stage = None if direct else _stage_table(file.kind)
     if stage is not None:
         stage.create(conn)
@@ -460,7 +460,6 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     def prepared_chunks():
         """Validated chunks with their COPY text, made on a reader thread while the
         database takes the previous chunk (parsing and COPY overlap on two cores)."""
-        nonlocal totals, activity
         for chunk in reader.chunks():
             good, bad = validate(kind, chunk.cells)
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
@@ -470,9 +469,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
                 if fold:  # new keys only: their sums and active days add to the rollups
-                    chunk_totals, chunk_activity = rollup_of(good, start)
-                    totals = chunk_totals if totals is None else merge_totals(totals, chunk_totals)
-                    activity = chunk_activity if activity is None else merge_activity(activity, chunk_activity)
+                    folded.add(*rollup_of(good, start))
             else:
                 rows = good
             yield Prepared(table, rows, postgres), bad
@@ -499,10 +496,11 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     if direct:
         if unlisted:
             notes.append(_unlisted_note(sorted(unlisted.items())))
-        if fold and totals is not None:
-            rollup.add(conn, district.id, totals, activity)
-        if fold and tree is None:  # a night's dailypull recomputes just these students
-            changes.record(conn, district.id, file_id, [] if totals is None else totals["student_id"])
+        merged = folded.result() if fold else None
+        if merged is not None:
+            rollup.add(conn, district.id, *merged)
+        if fold and tree is None:  # a night's dailypull and most_used recompute just these students
+            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"])
         weekly.recompute(conn, district.id, sorted(weeks))
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)

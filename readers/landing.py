@@ -415,9 +415,12 @@ def _arrow_csv_chunks(binary: io.RawIOBase, fmt: str, kind: Kind, notes: list[st
         raise NeedsExactReader("no complete header line in the first block")
     try:
         header_line = first[: first.index(b"\n")].decode("utf-8-sig")
-        if '"' in header_line or "\r" in header_line.rstrip("\r"):
-            raise NeedsExactReader("quoted header")
-        header = next(csv.reader([header_line]))
+        if "\r" in header_line.rstrip("\r"):
+            raise NeedsExactReader("a carriage return inside the header")
+        # A quoted header (pyarrow's and many exporters' default) reads as the exact reader
+        # reads it, as long as its first line is the whole header: strict parsing refuses an
+        # unclosed quote (a line end inside a quoted name) and text after a closing quote.
+        header = next(csv.reader([header_line.rstrip("\r")], strict=True))
         _check_width(len(header), limits)
         names, extra = check_csv_header(kind, header)
     except (UnicodeDecodeError, HeaderError, csv.Error) as exc:

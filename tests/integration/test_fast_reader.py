@@ -61,6 +61,9 @@ WELL_FORMED = {
     "spaces kept as text": HEADER + b" s1 , ixl ,2026-09-01, 30 \n",
     "header only": HEADER,
     "utf-8 text": HEADER + "é1,ixl,2026-09-01,30\n".encode(),
+    "quoted header, as pyarrow writes it": b'"student_id","app","date","minutes"\n"s1","ixl","2026-09-01",30\n',
+    "quoted header, crlf and a bom": b'\xef\xbb\xbf"student_id","app","date","minutes"\r\n"s1","ixl",2026-09-01,30\r\n',
+    "quoted header with a comma in an extra column": b'"student_id","app","date","minutes","a,b"\ns1,ixl,2026-09-01,30,x\n',
 }
 
 HANDED_OVER = {
@@ -74,6 +77,8 @@ HANDED_OVER = {
     "a lone CR (a line end to Python) before a row": HEADER + b"\r,,,\n",  # found by hypothesis
     "missing column": b"student_id,app,minutes\ns1,ixl,30\n",
     "empty": b"",
+    "a line end inside a quoted header name": b'"student_id","app","date","minutes","no\nte"\ns1,ixl,2026-09-01,30,x\n',
+    "text after a closing quote in the header": b'"student_id"x,app,date,minutes\ns1,ixl,2026-09-01,30\n',
     "a column named raw": b"student_id,app,date,minutes,raw\ns1,ixl,2026-09-01,30,x\n",
     "a cell longer than Python's csv field limit": HEADER + b"s1,ixl,2026-09-01," + b"1" * 140_000 + b"\n",
 }
@@ -118,9 +123,10 @@ CELL = st.text(alphabet='a1 ,"-.:\r\n\té', max_size=6)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.lists(CELL, min_size=3, max_size=5), max_size=6), st.sampled_from(["\n", "\r\n"]))
-def test_any_text_is_read_alike_or_handed_over(tmp_path, rows, end):
+@given(st.lists(st.lists(CELL, min_size=3, max_size=5), max_size=6), st.sampled_from(["\n", "\r\n"]),
+       st.sampled_from(["student_id,app,date,minutes", '"student_id","app","date","minutes"']))
+def test_any_text_is_read_alike_or_handed_over(tmp_path, rows, end, header):
     lines = [",".join(row) for row in rows]
     path = tmp_path / "usage.csv"
-    path.write_bytes((end.join(["student_id,app,date,minutes", *lines]) + end).encode())
+    path.write_bytes((end.join([header, *lines]) + end).encode())
     same_or_handed_over(path)

@@ -113,6 +113,41 @@ def test_each_file_takes_the_fastest_way_that_reads_and_merges_it_exactly(engine
     assert manifest(engine)["alpha/usage_3.csv"] == ("loaded", 2, None)
 
 
+def test_a_quoted_header_keeps_the_fast_reader_and_loads_the_same_rows(engine, tmp_path, monkeypatch):
+    """pyarrow's CSV writer quotes the header and every text value: the Arrow reader reads
+    such a file itself (no hand-over to the exact reader), into the same rows as the same
+    rows written without quotes."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    ways = []
+    real = ingest._read_and_write
+
+    def spy(conn, district, file, *args, fast, direct, **rest):
+        ways.append((file.relpath, fast))
+        return real(conn, district, file, *args, fast=fast, direct=direct, **rest)
+
+    monkeypatch.setattr(ingest, "_read_and_write", spy)
+    ids = [f"s{i}" for i in range(300)] + ["s,1", 's"2']
+    rows = pa.table({"student_id": ids, "app": ["ixl"] * 302, "date": ["2026-09-01"] * 300 + ["2026-09-02"] * 2,
+                     "minutes": [i % 50 for i in range(302)]})
+    for district in ("plain", "quoted"):
+        (tmp_path / district).mkdir()
+    (tmp_path / "plain" / "usage.csv").write_text(USAGE + '"s,1",ixl,2026-09-02,0\n"s""2",ixl,2026-09-02,1\n')
+    pacsv.write_csv(rows, tmp_path / "quoted" / "usage.csv")  # quoting_style "needed": every text value
+    assert (tmp_path / "quoted" / "usage.csv").read_bytes().startswith(
+        b'"student_id","app","date","minutes"\n"s0","ixl","2026-09-01",0\n')
+    s = config.parse({"districts": [{"id": "plain", "apps": ["ixl"]}, {"id": "quoted", "apps": ["ixl"]}]})
+    run_cycle(engine, s, districts=list(s.districts), jobs=["ingest"], as_of=date(2026, 11, 22), landing_dir=tmp_path)
+    with engine.connect() as conn:
+        loaded = {d: sorted((r.student_id, r.app, str(r.date), r.minutes)
+                            for r in conn.execute(select(usage).where(usage.c.district_id == d)))
+                  for d in ("plain", "quoted")}
+    assert loaded["quoted"] == loaded["plain"] and len(loaded["plain"]) == 302
+    assert ("s,1", "ixl", "2026-09-02", 0) in loaded["quoted"] and ('s"2', "ixl", "2026-09-02", 1) in loaded["quoted"]
+    assert sorted(ways) == [("plain/usage.csv", True), ("quoted/usage.csv", True)]  # no second, exact read
+
+
 def test_an_unchanged_file_is_skipped_unread_and_force_reads_it(engine, tmp_path, monkeypatch):
     """Same size and modification time as the version loaded: skipped without being read
     (rsync's quick check); a new modification time: read and fingerprinted; --force: read."""

@@ -103,3 +103,45 @@ def test_usage_written_without_folding_makes_the_rollups_incomplete(engine, tmp_
     assert run(engine, tmp_path, ["dailypull"]).details["from"] == "usage"
     source, table = same_as_from_usage(engine, tmp_path)
     assert source == "usage rollups" and {r[0]: r[6] for r in table} == {"s1": 15.0}
+
+
+def test_a_file_read_in_many_chunks_gives_the_rollups_of_one_chunk(engine, tmp_path, monkeypatch):
+    """The chunks' rollups are merged in bulk, not into a running total per chunk: the same
+    file read as one chunk and as dozens gives the same usage_totals and usage_activity."""
+    import readers.landing as landing
+    from analytics import usage_rollup
+    from jobs import ingest
+    from models import usage_activity, usage_totals
+
+    from datetime import timedelta
+
+    # unique keys (so PostgreSQL writes them straight into usage and folds them in), two school years
+    text = HEADER + "".join(f"s{i % 97},{'ixl' if i % 3 else 'dreambox'},{date(2026, 7, 20) + timedelta(i // 97 * 3)},"
+                            f"{i % 11}\n" for i in range(3_000))
+    s = config.parse({"districts": [{"id": "one", "apps": ["ixl", "dreambox"]},
+                                    {"id": "many", "apps": ["ixl", "dreambox"]}]})
+    chunks = {}
+    real_validate = ingest.validate
+    for district, block in (("one", None), ("many", 1 << 11)):
+        (tmp_path / district).mkdir()
+        (tmp_path / district / "usage.csv").write_text(text)
+        with monkeypatch.context() as patch:
+            if block:
+                patch.setattr(landing, "_ARROW_BLOCK", block)
+                patch.setattr(ingest, "Folded", lambda: usage_rollup.Folded(pending_rows=500))  # merges along the way
+            seen = []
+            patch.setattr(ingest, "validate", lambda kind, cells: seen.append(len(cells)) or real_validate(kind, cells))
+            records = run_cycle(engine, s, districts=[d for d in s.districts if d.id == district], jobs=["ingest"],
+                                as_of=date(2026, 12, 1), landing_dir=tmp_path).records
+        assert records[0].result.status == "succeeded" and records[0].result.rows_out == 3_000
+        chunks[district] = len(seen)
+    assert chunks["one"] == 1 and chunks["many"] > 20
+
+    def rollups(table, district):
+        columns = [c for c in table.columns if c.name not in ("district_id",)]
+        with engine.connect() as conn:
+            return sorted(tuple(bytes(v) if isinstance(v, (bytes, memoryview)) else v for v in r)
+                          for r in conn.execute(select(*columns).where(table.c.district_id == district)))
+
+    for table in (usage_totals, usage_activity):
+        assert rollups(table, "many") == rollups(table, "one") and rollups(table, "one")

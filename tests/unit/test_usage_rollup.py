@@ -3,7 +3,7 @@ from datetime import date
 
 import pandas as pd
 
-from analytics.usage_rollup import activity_summary, last_active_day, merge_activity, merge_totals, rollup, year_starts
+from analytics.usage_rollup import Folded, activity_summary, last_active_day, merge_activity, merge_totals, rollup, year_starts
 
 START = (8, 1)
 
@@ -50,3 +50,27 @@ def test_the_summary_stops_at_as_of():
                               ("s2", "ixl", "2026-08-10", 1)), START)
     summary = activity_summary(activity, date(2026, 8, 1), date(2026, 8, 5))
     assert summary[["student_id", "active_days", "last_active"]].values.tolist() == [["s1", 1, pd.Timestamp("2026-08-01")]]
+
+
+def test_folding_chunks_in_bulk_gives_the_rollup_of_all_their_rows():
+    """Chunks' partial rollups merged every few chunks (pending_rows=3 forces merges along
+    the way) equal the rollup of all the rows at once; the inputs are left as they were."""
+    chunks = [rows(("s1", "ixl", "2026-08-01", 10), ("s2", "ixl", "2026-08-02", 0)),
+              rows(("s1", "ixl", "2026-08-03", 5), ("s3", "dreambox", "2026-07-31", 2)),
+              rows(("s2", "ixl", "2026-08-05", 1)),
+              rows(("s1", "dreambox", "2026-08-01", 4), ("s1", "ixl", "2026-08-04", 1)),
+              rows(("s4", "ixl", "2026-08-06", 3))]  # left pending: result() merges it
+    partials = [rollup(chunk, START) for chunk in chunks]
+    copies = [(t.copy(), a.copy()) for t, a in partials]
+    folded = Folded(pending_rows=3)
+    for totals, activity in partials:
+        folded.add(totals, activity)
+    totals, activity = folded.result()
+    whole_totals, whole_activity = rollup(pd.concat(chunks, ignore_index=True), START)
+    pd.testing.assert_frame_equal(totals, whole_totals)
+    pd.testing.assert_frame_equal(activity, whole_activity)
+    assert totals.loc[totals["student_id"] == "s1", "minutes"].tolist() == [4.0, 16.0]  # dreambox, ixl
+    for (t, a), (t0, a0) in zip(partials, copies):
+        pd.testing.assert_frame_equal(t, t0)
+        pd.testing.assert_frame_equal(a, a0)
+    assert Folded().result() is None
