@@ -34,6 +34,7 @@ from models.schema import ID
 log = logging.getLogger(__name__)
 
 _DELETE_BATCH = 5_000
+PUBLISH_SLICE = 200_000  # students compared and written at a time on a full run (memory, not speed)
 
 
 def run(engine, district: District, ctx: JobContext) -> JobResult:
@@ -280,33 +281,32 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *,
     run is full). Returns (rows written, rows removed, the district's counts after).
     """
     table = dataframe_table(district.id, district.apps)
+    written = removed = 0
     with engine.begin() as conn:
         columns = existing_columns(conn, table.name)
         if columns is None:
             table.create(conn)
-            published = pd.DataFrame(columns=[c.name for c in table.columns])
-        elif scope is None:
+            written, removed = _write_changes(conn, table, frame, frame.iloc[:0], ctx)
+        elif scope is None:  # the whole district, a slice of students at a time (memory)
             _reshape(conn, table, columns)
-            published = read_frame_via_copy(conn, select(table))
+            frame = frame.sort_values("student_id", ignore_index=True)
+            key = table.c.student_id.collate("C") if is_postgres(conn) else table.c.student_id
+            for first in range(0, max(len(frame), 1), PUBLISH_SLICE):
+                part = frame.iloc[first:first + PUBLISH_SLICE]
+                where = []  # the slices' bounds cover every id, so students gone from the district go too
+                if first > 0:
+                    where.append(key >= part["student_id"].iloc[0])
+                if first + PUBLISH_SLICE < len(frame):
+                    where.append(key < frame["student_id"].iloc[first + PUBLISH_SLICE])
+                published = read_frame_via_copy(conn, select(table).where(*where))
+                w, r = _write_changes(conn, table, part, published, ctx)
+                written, removed = written + w, removed + r
         else:  # the settings digest matched, so the columns are the district's
             night = _with_scope(conn, scope)
             published = read_frame_via_copy(conn, select(table).join_from(
                 table, night, night.c.student_id == table.c.student_id))
             night.drop(conn)
-
-        new = _comparable(frame, table).set_index("student_id", drop=False)
-        old = _comparable(published, table).set_index("student_id", drop=False)
-        gone = old.index.difference(new.index)
-        both = new.index.intersection(old.index)
-        changed = both[_changed_rows(new.loc[both], old.loc[both]).to_numpy()]
-        fresh = new.index.difference(old.index)
-
-        stale = gone.append(changed)
-        for start in range(0, len(stale), _DELETE_BATCH):
-            batch = stale[start:start + _DELETE_BATCH]
-            conn.execute(delete(table).where(table.c.student_id.in_(list(batch))))
-        rows = frame.set_index("student_id", drop=False).loc[changed.append(fresh)]
-        bulk_insert(conn, table, rows.assign(updated_at=ctx.clock()).reset_index(drop=True))  # when written
+            written, removed = _write_changes(conn, table, frame, published, ctx)
         totals = _district_counts(conn, table)
         conn.execute(delete(dailypull_state).where(dailypull_state.c.district_id == district.id))
         if state is not None:
@@ -314,8 +314,28 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *,
                                                          published_at=ctx.clock(), **state))
             changes.forget_followed(conn, district.id)
         checkpoint("dailypull.written")
-    log.debug("%s: %d rows written, %d removed", table.name, len(rows), len(gone))
-    return len(rows), len(gone), totals
+    log.debug("%s: %d rows written, %d removed", table.name, written, removed)
+    return written, removed, totals
+
+
+def _write_changes(conn, table: Table, frame: pd.DataFrame, published: pd.DataFrame, ctx: JobContext
+                   ) -> tuple[int, int]:
+    """Make the published rows `published` (read from `table`) equal `frame`: delete the
+    students gone and the rows that changed, insert the changed and new ones. Returns
+    (rows written, rows removed)."""
+    new = _comparable(frame, table).set_index("student_id", drop=False)
+    old = _comparable(published, table).set_index("student_id", drop=False)
+    gone = old.index.difference(new.index)
+    both = new.index.intersection(old.index)
+    changed = both[_changed_rows(new.loc[both], old.loc[both]).to_numpy()]
+    fresh = new.index.difference(old.index)
+    stale = gone.append(changed)
+    for start in range(0, len(stale), _DELETE_BATCH):
+        batch = stale[start:start + _DELETE_BATCH]
+        conn.execute(delete(table).where(table.c.student_id.in_(list(batch))))
+    rows = frame.set_index("student_id", drop=False).loc[changed.append(fresh)]
+    bulk_insert(conn, table, rows.assign(updated_at=ctx.clock()).reset_index(drop=True))  # when written
+    return len(rows), len(gone)
 
 
 def _district_counts(conn, table: Table) -> dict:

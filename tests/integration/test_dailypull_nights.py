@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
+import pytest
 from sqlalchemy import select
 
 from storage.frames import read_frame
@@ -108,3 +109,18 @@ def test_other_settings_make_the_next_run_full(engine, tmp_path):
         assert conn.execute(select(dailypull_state.c.as_of)).scalar() == DAY
     earlier = run(engine, landing, DAY - timedelta(days=1))  # an earlier day than the last publish's
     assert "the day differ" in earlier.details["full_because"]
+
+
+@pytest.mark.parametrize("scenario", ["test_end_to_end_values", "test_a_student_gone_from_every_source_is_removed",
+                                      "test_changing_the_app_list_reshapes_the_table",
+                                      "test_running_the_cycle_twice_changes_nothing"])
+def test_a_full_publish_in_slices_of_two_students_is_the_same(engine, tmp_path, monkeypatch, scenario):
+    """A full run compares and writes a slice of students at a time (PUBLISH_SLICE): with
+    slices of two, the hand-worked cycles of test_cycle give the same tables."""
+    from jobs import dailypull
+    from tests.integration import test_cycle
+
+    monkeypatch.setattr(dailypull, "PUBLISH_SLICE", 2)
+    root = tmp_path / "landing"
+    write(root, test_cycle.FILES, mtime=1_700_000_000)
+    getattr(test_cycle, scenario)(engine, root)
