@@ -128,6 +128,9 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         conn.execute(most_used_state.insert().values(district_id=district.id, as_of=ctx.as_of, settings=digest,
                                                      file_mark=file_mark))
         changes.forget_followed(conn, district.id)
+        if scope is None and is_postgres(conn):  # a night's plans start from its students by these keys;
+            for kept in (most_used_windows, most_used_minutes):  # without statistics they scan the district
+                conn.exec_driver_sql(f"ANALYZE {kept.name}")
         checkpoint("most_used.written")
     result = JobResult(rows_in=int(rows_in), rows_out=written)
     ranked = ", ".join(f"{window} {plural(n, 'student')}" for window, n in sorted(counts.items()))
@@ -201,16 +204,17 @@ def _sum_minutes(conn, district: District, scope_t: Table | None) -> None:
     """Minutes per student, window and listed app where more than 0, summed by the database,
     for the students whose windows were just written (all of them, or the night's)."""
     windows = most_used_windows
+    source = windows if scope_t is None else scope_t.join(windows, and_(  # a night starts from its students,
+        windows.c.district_id == district.id, windows.c.student_id == scope_t.c.student_id))  # so usage by key
     joined = (
         select(literal(district.id, String).label("district_id"), windows.c.student_id, windows.c.window,
                usage.c.app, func.sum(usage.c.minutes).label("minutes"), func.count().label("usage_rows"))
-        .select_from(windows.join(usage, and_(
+        .select_from(source.join(usage, and_(
             usage.c.district_id == windows.c.district_id, usage.c.student_id == windows.c.student_id,
             usage.c.date.between(windows.c.window_start, windows.c.window_end))))
         .where(windows.c.district_id == district.id, usage.c.app.in_(list(district.apps)), usage.c.minutes > 0)
         .group_by(windows.c.student_id, windows.c.window, usage.c.app)
     )
-    joined = _only(joined, windows, scope_t)
     conn.execute(most_used_minutes.insert().from_select(
         ["district_id", "student_id", "window", "app", "minutes", "usage_rows"], joined))
 
