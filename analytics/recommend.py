@@ -8,7 +8,9 @@ Design (the README's "Recommendations" explains it for analysts):
      before the target assessment: minutes per app in the `window_days` before it ("window"),
      minutes per app earlier in the year ("earlier"), active days, and the weekly trend.
   2. Gate on what usage adds: the baseline is a ridge model of prior score + school + grade;
-     the candidates add the usage features (ridge, and gradient boosting with one thread).
+     the candidates add the usage features (ridge, and gradient boosting); every fit learns
+     from at most TRAIN_MAX_STUDENTS students (training_sample), every student is scored, and a
+     candidate that cannot pass or cannot be chosen is not cross-validated on every fold (screen).
      A candidate passes when its MAE is at least GATE_MARGIN below the baseline's and below
      it in GATE_FOLD_SHARE of the folds. The design: a time split (fit on each student's
      assessment before the latest, score the latest) when the history allows it

@@ -156,9 +156,12 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         students, scores, daily, district.apps, window_days=district.assessment_window_days, year_start=year.start,
         min_students=district.recommend_min_students, min_schools=district.recommend_min_schools,
         min_users=district.recommend_min_users, random_state=RANDOM_STATE, threads=_cores(),
+        train_max_students=recommend.TRAIN_MAX_STUDENTS,
     )
     features = outcome.features
     fingerprint = hashlib.sha256(pd.util.hash_pandas_object(features, index=True).to_numpy().tobytes()).hexdigest()
+    if outcome.trained_on < outcome.students:  # the same data fitted on another sample is another fit
+        fingerprint += f"|sample {outcome.trained_on}"
     n = outcome.students
     runs: list[dict] = []
 
