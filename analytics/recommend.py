@@ -61,6 +61,7 @@ TOP = 3
 ALPHA = 0.05  # intervals are 95%; the corrected ones jointly over the apps tested
 THREADS = 1  # BLAS and OpenMP threads while fitting and scoring, unless the caller owns more cores (threads=)
 TRAIN_MAX_STUDENTS = 100_000  # every fit learns from at most this many students (a hash sample); all are scored
+SCORE_CHUNK = 100_000  # students scored at a time
 BOOSTING_MAX_ROWS = 20_000  # the trees learn from at most this many rows of a fold (all rows are scored)
 BASELINE, USAGE_RIDGE, USAGE_BOOSTING = "baseline_ridge", "usage_ridge", "usage_boosting"
 EVIDENCE = "promising"
@@ -593,20 +594,33 @@ def next_band_targets(features: pd.DataFrame, medians: pd.DataFrame, apps: Seque
 
 
 def effect_recommendations(features: pd.DataFrame, effects: pd.DataFrame, apps: Sequence[str], *,
-                           top: int = TOP) -> pd.DataFrame:
+                           top: int = TOP, chunk: int = SCORE_CHUNK) -> pd.DataFrame:
     """For each student, the (at most `top`) apps with a resolved positive effect whose use
     they are below the next band's median user of: suggested_minutes is that median, the gain
-    is effect x extra hours with its corrected interval. Ties: lower app id.
+    is effect x extra hours with its corrected interval. Ties: lower app id. The medians are
+    the whole district's; students are scored `chunk` at a time (the same rows, less memory).
 
-    Output: student_id, rank, app, current_minutes, suggested_minutes, gain, gain_low, gain_high.
+    Output: student_id, rank, app, current_minutes, suggested_minutes, gain, gain_low, gain_high
+    (sorted by student_id and rank).
     """
     good = effects.loc[effects["status"] == "resolved: higher scores"].set_index("app")
     columns = ["student_id", "rank", "app", "current_minutes", "suggested_minutes", "gain", "gain_low", "gain_high"]
     if good.empty:
         return pd.DataFrame(columns=columns)
     chosen = [a for a in apps if a in good.index]
+    medians = peer_medians(features, chosen)
+    parts = [_picks(features.iloc[start:start + chunk], good, medians, chosen, top)[columns]
+             for start in range(0, len(features), max(int(chunk), 1))]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return (pd.concat(parts, ignore_index=True).sort_values(["student_id", "rank"], kind="stable")
+            .reset_index(drop=True))
+
+
+def _picks(features: pd.DataFrame, good: pd.DataFrame, medians: pd.DataFrame, chosen: list[str],
+           top: int) -> pd.DataFrame:
     current = features[[win(a) for a in chosen]].set_axis(chosen, axis=1)
-    targets = next_band_targets(features, peer_medians(features, chosen), chosen)
+    targets = next_band_targets(features, medians, chosen)
     extra = ((targets - current) / 60).where(targets > current)
     eligible = features["used_before"].to_numpy(dtype=bool)
     long = extra.loc[eligible].stack().dropna().rename("extra").reset_index()
@@ -620,7 +634,7 @@ def effect_recommendations(features: pd.DataFrame, effects: pd.DataFrame, apps: 
     key = pd.MultiIndex.from_frame(long[["student_id", "app"]])
     long["current_minutes"] = current.stack().reindex(key).to_numpy()
     long["suggested_minutes"] = targets.stack().reindex(key).to_numpy()
-    return long[columns].reset_index(drop=True)
+    return long
 
 
 def reasons(features: pd.DataFrame, picks: pd.DataFrame, *, district_reason: str | None,

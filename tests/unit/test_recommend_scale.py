@@ -168,3 +168,14 @@ def test_the_sampled_gate_matches_the_full_one(seed, effect):
     again = run(s, train_max_students=600)  # deterministic
     assert repr(again.scores) == repr(sampled.scores) and again.verdicts == sampled.verdicts  # NaN != NaN
     pd.testing.assert_frame_equal(again.effects, sampled.effects)
+
+
+def test_scoring_in_chunks_gives_the_same_recommendations():
+    outcome = run(sim(0, 4.0, n=400))
+    assert outcome.chosen is not None and len(outcome.picks) > 100
+    in_chunks = recommend.effect_recommendations(outcome.features, outcome.effects, ["used", "other", "third"],
+                                                 chunk=7)  # 400 students, 7 at a time
+    whole = recommend.effect_recommendations(outcome.features, outcome.effects, ["used", "other", "third"],
+                                             chunk=10_000)
+    pd.testing.assert_frame_equal(in_chunks, whole)
+    pd.testing.assert_frame_equal(whole, outcome.picks)
