@@ -158,8 +158,10 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         min_users=district.recommend_min_users, random_state=RANDOM_STATE, threads=_cores(),
         train_max_students=recommend.TRAIN_MAX_STUDENTS,
     )
-    features = outcome.features
-    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(features, index=True).to_numpy().tobytes()).hexdigest()
+    del students, scores, daily  # what was read is not needed to write: freed first (1M students: ~0.5 GB)
+    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(outcome.features, index=True).to_numpy().tobytes()
+                                 ).hexdigest()
+    outcome.features = None  # and the features (1M students x 40 apps: ~0.7 GB)
     if outcome.trained_on < outcome.students:  # the same data fitted on another sample is another fit
         fingerprint += f"|sample {outcome.trained_on}"
     n = outcome.students
