@@ -283,7 +283,12 @@ def replace_district_rows(conn: Connection, table: Table, district_id: str, fram
     they were. Returns the number of rows written.
     """
     compared = [c for c in frame.columns if c not in stamp]
-    published = read_frame(conn, select(*(table.c[c] for c in compared)).where(table.c.district_id == district_id))
+    statement = select(*(table.c[c] for c in compared)).where(table.c.district_id == district_id)
+    # Through COPY where every column's type allows it: a district's millions of rows are not
+    # held as Python tuples to be compared (both reads give the same canonical text).
+    copyable = all(isinstance(table.c[c].type, (Date, DateTime, Integer, SmallInteger, BigInteger, Float, String))
+                   for c in compared)
+    published = read_frame_via_copy(conn, statement) if copyable else read_frame(conn, statement)
     if len(published) == len(frame) and _canonical(published, table, compared).equals(
         _canonical(frame, table, compared)
     ):
