@@ -8,7 +8,9 @@ Design (the README's "Recommendations" explains it for analysts):
      before the target assessment: minutes per app in the `window_days` before it ("window"),
      minutes per app earlier in the year ("earlier"), active days, and the weekly trend.
   2. Gate on what usage adds: the baseline is a ridge model of prior score + school + grade;
-     the candidates add the usage features (ridge, and gradient boosting with one thread).
+     the candidates add the usage features (ridge, and gradient boosting); every fit learns
+     from at most TRAIN_MAX_STUDENTS students (training_sample), every student is scored, and a
+     candidate that cannot pass or cannot be chosen is not cross-validated on every fold (screen).
      A candidate passes when its MAE is at least GATE_MARGIN below the baseline's and below
      it in GATE_FOLD_SHARE of the folds. The design: a time split (fit on each student's
      assessment before the latest, score the latest) when the history allows it
@@ -57,7 +59,9 @@ MIN_OVERLAP = 0.5  # share of an app's users whose school and prior-score third 
 MIN_PEERS = 5  # a band's median use of an app needs at least this many users
 TOP = 3
 ALPHA = 0.05  # intervals are 95%; the corrected ones jointly over the apps tested
-THREADS = 1  # BLAS and OpenMP threads while fitting: the host is shared
+THREADS = 1  # BLAS and OpenMP threads while fitting and scoring, unless the caller owns more cores (threads=)
+TRAIN_MAX_STUDENTS = 100_000  # every fit learns from at most this many students (a hash sample); all are scored
+SCORE_CHUNK = 100_000  # students scored at a time
 BOOSTING_MAX_ROWS = 20_000  # the trees learn from at most this many rows of a fold (all rows are scored)
 BASELINE, USAGE_RIDGE, USAGE_BOOSTING = "baseline_ridge", "usage_ridge", "usage_boosting"
 EVIDENCE = "promising"
@@ -133,9 +137,8 @@ def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
     later one's mean the same, so a model fitted on one scores the other (the time split)."""
     apps = list(apps)
     n, k = len(rows), len(apps)
-    position = pd.Series(np.arange(n), index=rows.index)
     mine = usage.loc[usage["student_id"].isin(rows.index) & usage["app"].isin(apps) & (usage["minutes"] > 0)]
-    who = position.reindex(mine["student_id"]).to_numpy()
+    who = _positions(rows.index, mine["student_id"])
     days_before = (rows["cutoff"].to_numpy()[who] - pd.to_datetime(mine["date"]).to_numpy()) // np.timedelta64(1, "D")
     keep = days_before >= 1  # strictly before the assessment day: no use after it counts
     who, days_before = who[keep], days_before[keep]
@@ -164,6 +167,30 @@ def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
     out = pd.concat([out, features], axis=1)
     out["used_before"] = np.bincount(who, minlength=n) > 0
     return out
+
+
+def _positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
+    """The position of each of `ids` in the unique `index` (int64, -1 when absent); for
+    categorical ids (the job reads usage that way: codes, not a Python string a row) through
+    the categories, so no row's text is materialised."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        return index.get_indexer(ids.cat.categories).astype("int64")[ids.cat.codes.to_numpy()]
+    return index.get_indexer(ids).astype("int64")
+
+
+def training_sample(student_ids: pd.Index, cap: int = TRAIN_MAX_STUDENTS) -> np.ndarray:
+    """Which students the fits learn from (a boolean mask over `student_ids`): all of them up
+    to `cap`, else the `cap` with the smallest 64-bit hash of their student_id (pandas'
+    hash_pandas_object, fixed key). Deterministic, independent of school, score and use, and
+    stable from night to night: a student in the sample stays in it while the district's
+    students stay the same; every school keeps about its share of students."""
+    keep = np.ones(len(student_ids), dtype=bool)
+    if len(student_ids) <= cap:
+        return keep
+    hashes = pd.util.hash_pandas_object(pd.Series(student_ids.astype(str), dtype="object"), index=False).to_numpy()
+    keep[:] = False
+    keep[np.argsort(hashes, kind="stable")[:cap]] = True
+    return keep
 
 
 # --- 2. the gate: what usage adds over prior score, school and grade ---------------------
@@ -256,10 +283,15 @@ def model_frame(features: pd.DataFrame, apps: Sequence[str]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Score:
     algorithm: str
-    cv_mae: float
+    cv_mae: float  # NaN when the model was not scored on every fold (stopped)
     cv_r2: float
-    fold_maes: tuple[float, ...]
+    fold_maes: tuple[float, ...]  # the folds it was scored on, in order
     design: str = "grouped_cv"  # time_split, grouped_cv, or shuffled_cv (fewer than FOLDS schools known)
+    stopped: str = ""  # why it was not scored on every fold: CANNOT_PASS or SCREENED_OUT, with the figures
+
+
+CANNOT_PASS = "cannot pass the gate"
+SCREENED_OUT = "screened out"
 
 
 def _score(name: str, y: np.ndarray, predicted: np.ndarray, parts, design: str) -> Score:
@@ -267,10 +299,30 @@ def _score(name: str, y: np.ndarray, predicted: np.ndarray, parts, design: str) 
     return Score(name, mean_absolute_error(y, predicted), r2_score(y, predicted), maes, design)
 
 
+def _passes(score: Score, base: Score, margin: float = GATE_MARGIN) -> bool:
+    """The gate: MAE at least `margin` below the baseline's, and below it in GATE_FOLD_SHARE of the folds."""
+    if score.stopped or len(score.fold_maes) != len(base.fold_maes):
+        return False
+    improvement = 1 - score.cv_mae / base.cv_mae if base.cv_mae > 0 else 0.0
+    wins = sum(m < b for m, b in zip(score.fold_maes, base.fold_maes))
+    return improvement >= margin and wins >= int(np.ceil(GATE_FOLD_SHARE * len(base.fold_maes)))
+
+
 def cross_validate(features: pd.DataFrame, apps: Sequence[str], models: Mapping[str, Pipeline],
-                   random_state: int = 0) -> dict[str, Score]:
+                   random_state: int = 0, *, screen: bool = True) -> dict[str, Score]:
     """Out-of-fold MAE and R² of each model on the same folds: grouped by school when at
-    least FOLDS schools are known, else shuffled."""
+    least FOLDS schools are known, else shuffled. `models` starts with the baseline; the
+    candidates follow, cheapest first.
+
+    With `screen`, a candidate is not fitted on folds that cannot change the outcome:
+      - it stops as soon as it is not better than the baseline in so many folds that it can
+        no longer be better in GATE_FOLD_SHARE of them (it fails the gate whatever follows:
+        exact, the gate's decision is the same as without screening);
+      - once a candidate has passed the gate, a later one is scored on the first fold only,
+        and goes on to the other folds only when its first fold's MAE is below that of the
+        best candidate that passed (else it is SCREENED_OUT: a candidate has passed, so the
+        gate's decision stands; only which passing candidate is named could differ).
+    A stopped model has cv_mae and cv_r2 NaN and the folds it was scored on."""
     X, y = model_frame(features, apps), features["target"].to_numpy(dtype="float64")
     schools = features["school_id"]
     design = "grouped_cv" if schools.notna().all() and schools.nunique() >= FOLDS else "shuffled_cv"
@@ -278,14 +330,39 @@ def cross_validate(features: pd.DataFrame, apps: Sequence[str], models: Mapping[
         splits = list(GroupKFold(n_splits=FOLDS).split(X, y, schools.astype(str).to_numpy()))
     else:
         splits = list(KFold(n_splits=min(FOLDS, len(X)), shuffle=True, random_state=random_state).split(X))
-    scores = {}
-    with threadpool_limits(THREADS):
-        for name, model in models.items():
-            predicted = np.empty(len(y))
-            for train, test in splits:
-                train = _rows_to_learn(name, train, random_state)
-                predicted[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test])
-            scores[name] = _score(name, y, predicted, [test for _, test in splits], design)
+    names = list(models)
+    if names[0] != BASELINE:
+        raise ValueError(f"cross_validate: the first model must be {BASELINE!r}; got {names}")
+    needed = int(np.ceil(GATE_FOLD_SHARE * len(splits)))
+    scores: dict[str, Score] = {}
+    best_passing: tuple[str, float] | None = None  # (name, first fold's MAE) of the best candidate that passed
+    for name, model in models.items():
+        predicted = np.empty(len(y))
+        maes: list[float] = []
+        stopped = ""
+        for fold, (train, test) in enumerate(splits):
+            train = _rows_to_learn(name, train, random_state)
+            predicted[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test])
+            maes.append(mean_absolute_error(y[test], predicted[test]))
+            if name == BASELINE or not screen:
+                continue
+            losses = sum(m >= b for m, b in zip(maes, scores[BASELINE].fold_maes))
+            if losses > len(splits) - needed:
+                stopped = (f"{CANNOT_PASS}: not better than the baseline in {losses} of its first {fold + 1} folds "
+                           f"(needs better in {needed} of {len(splits)}); fold MAEs "
+                           f"{', '.join(f'{m:.2f}' for m in maes)}")
+                break
+            if fold == 0 and best_passing is not None and maes[0] >= best_passing[1]:
+                stopped = (f"{SCREENED_OUT} after its first fold: MAE {maes[0]:.2f}, not below "
+                           f"{best_passing[0]}'s {best_passing[1]:.2f} there ({best_passing[0]} passed the gate)")
+                break
+        if stopped:
+            scores[name] = Score(name, float("nan"), float("nan"), tuple(maes), design, stopped)
+            continue
+        scores[name] = _score(name, y, predicted, [test for _, test in splits], design)
+        if name != BASELINE and _passes(scores[name], scores[BASELINE]) and \
+                (best_passing is None or scores[name].fold_maes[0] < best_passing[1]):
+            best_passing = (name, scores[name].fold_maes[0])
     return scores
 
 
@@ -338,25 +415,31 @@ def backtest(earlier: pd.DataFrame, latest: pd.DataFrame, apps: Sequence[str],
         else np.arange(len(latest))
     parts = [test for _, test in GroupKFold(n_splits=FOLDS).split(Xb, yb, groups)]
     scores = {}
-    with threadpool_limits(THREADS):
-        for name, model in models.items():
-            learn = _rows_to_learn(name, np.arange(len(ya)), 0)
-            predicted = clone(model).fit(Xa.iloc[learn], ya[learn]).predict(Xb)
-            scores[name] = _score(name, yb, predicted, parts, "time_split")
+    for name, model in models.items():
+        learn = _rows_to_learn(name, np.arange(len(ya)), 0)
+        predicted = clone(model).fit(Xa.iloc[learn], ya[learn]).predict(Xb)
+        scores[name] = _score(name, yb, predicted, parts, "time_split")
     return scores
 
 
-def gate(scores: Mapping[str, Score], margin: float = GATE_MARGIN) -> tuple[str | None, dict[str, str]]:
+def gate(scores: Mapping[str, Score], margin: float = GATE_MARGIN, *,
+         sample: str = "") -> tuple[str | None, dict[str, str]]:
     """The best candidate that clears the gate against the baseline (or None), and a verdict
-    for every model naming both figures."""
+    for every model naming both figures (a stopped one: why, with its folds' figures).
+    `sample` says which students the figures are from, when not all (training_sample)."""
     base = scores[BASELINE]
     how = {"time_split": "a time split (fit on each student's earlier assessment, scored on the latest)",
            "grouped_cv": f"{len(base.fold_maes)} folds grouped by school",
-           "shuffled_cv": f"{len(base.fold_maes)} shuffled folds"}[base.design]
+           "shuffled_cv": f"{len(base.fold_maes)} shuffled folds"}[base.design] + (f", {sample}" if sample else "")
     verdicts = {BASELINE: f"baseline: prior score + school + grade, MAE {base.cv_mae:.2f} on {how}"}
     passing = []
     for name, s in scores.items():
         if name == BASELINE:
+            continue
+        if s.stopped:
+            verdicts[name] = (f"{'fails the gate' if s.stopped.startswith(CANNOT_PASS) else 'not chosen'}: "
+                              f"{s.stopped}; baseline fold MAEs {', '.join(f'{m:.2f}' for m in base.fold_maes)}, "
+                              f"on {how}")
             continue
         improvement = 1 - s.cv_mae / base.cv_mae if base.cv_mae > 0 else 0.0
         wins = sum(m < b for m, b in zip(s.fold_maes, base.fold_maes))
@@ -511,20 +594,33 @@ def next_band_targets(features: pd.DataFrame, medians: pd.DataFrame, apps: Seque
 
 
 def effect_recommendations(features: pd.DataFrame, effects: pd.DataFrame, apps: Sequence[str], *,
-                           top: int = TOP) -> pd.DataFrame:
+                           top: int = TOP, chunk: int = SCORE_CHUNK) -> pd.DataFrame:
     """For each student, the (at most `top`) apps with a resolved positive effect whose use
     they are below the next band's median user of: suggested_minutes is that median, the gain
-    is effect x extra hours with its corrected interval. Ties: lower app id.
+    is effect x extra hours with its corrected interval. Ties: lower app id. The medians are
+    the whole district's; students are scored `chunk` at a time (the same rows, less memory).
 
-    Output: student_id, rank, app, current_minutes, suggested_minutes, gain, gain_low, gain_high.
+    Output: student_id, rank, app, current_minutes, suggested_minutes, gain, gain_low, gain_high
+    (sorted by student_id and rank).
     """
     good = effects.loc[effects["status"] == "resolved: higher scores"].set_index("app")
     columns = ["student_id", "rank", "app", "current_minutes", "suggested_minutes", "gain", "gain_low", "gain_high"]
     if good.empty:
         return pd.DataFrame(columns=columns)
     chosen = [a for a in apps if a in good.index]
+    medians = peer_medians(features, chosen)
+    parts = [_picks(features.iloc[start:start + chunk], good, medians, chosen, top)[columns]
+             for start in range(0, len(features), max(int(chunk), 1))]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return (pd.concat(parts, ignore_index=True).sort_values(["student_id", "rank"], kind="stable")
+            .reset_index(drop=True))
+
+
+def _picks(features: pd.DataFrame, good: pd.DataFrame, medians: pd.DataFrame, chosen: list[str],
+           top: int) -> pd.DataFrame:
     current = features[[win(a) for a in chosen]].set_axis(chosen, axis=1)
-    targets = next_band_targets(features, peer_medians(features, chosen), chosen)
+    targets = next_band_targets(features, medians, chosen)
     extra = ((targets - current) / 60).where(targets > current)
     eligible = features["used_before"].to_numpy(dtype=bool)
     long = extra.loc[eligible].stack().dropna().rename("extra").reset_index()
@@ -538,7 +634,7 @@ def effect_recommendations(features: pd.DataFrame, effects: pd.DataFrame, apps: 
     key = pd.MultiIndex.from_frame(long[["student_id", "app"]])
     long["current_minutes"] = current.stack().reindex(key).to_numpy()
     long["suggested_minutes"] = targets.stack().reindex(key).to_numpy()
-    return long[columns].reset_index(drop=True)
+    return long
 
 
 def reasons(features: pd.DataFrame, picks: pd.DataFrame, *, district_reason: str | None,
@@ -568,31 +664,50 @@ class Outcome:
     reasons: pd.Series = field(default_factory=lambda: pd.Series(dtype="object"))
     district_reason: str | None = None
     features: pd.DataFrame | None = None  # the latest assessments' rows, cut at each
+    trained_on: int = 0  # students the fits learned from (all of them up to train_max_students)
 
 
 def recommend(students: pd.DataFrame, assessments: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str], *,
               window_days: int, year_start: date, min_students: int = MIN_STUDENTS, min_schools: int = MIN_SCHOOLS,
-              min_users: int = MIN_USERS, random_state: int = 0) -> Outcome:
-    """The whole method for one district (see the module docstring)."""
+              min_users: int = MIN_USERS, random_state: int = 0, train_max_students: int = TRAIN_MAX_STUDENTS,
+              threads: int = THREADS) -> Outcome:
+    """The whole method for one district (see the module docstring). Every fit (the gate's
+    models and the per-app effects) learns from training_sample(`train_max_students`);
+    every type 1 student is scored and gets a recommendation or a reason. BLAS and OpenMP
+    use at most `threads` threads throughout (features, fits, scoring, effects)."""
+    with threadpool_limits(limits=max(int(threads), 1)):
+        return _recommend(students, assessments, usage, apps, window_days=window_days, year_start=year_start,
+                          min_students=min_students, min_schools=min_schools, min_users=min_users,
+                          random_state=random_state, train_max_students=train_max_students)
+
+
+def _recommend(students, assessments, usage, apps, *, window_days, year_start, min_students, min_schools, min_users,
+               random_state, train_max_students) -> Outcome:
     latest = usage_features(assessment_rows(students, assessments), usage, apps, window_days=window_days,
                             year_start=year_start)
     n, schools = len(latest), latest["school_id"].dropna().nunique()
-    outcome = Outcome(students=n, design="none")
+    outcome = Outcome(students=n, design="none", trained_on=n)
     if n < min_students or schools < min_schools:
         outcome.district_reason = TOO_SMALL
         outcome.verdicts["none"] = (f"district too small for the model basis: {n} type 1 students and {schools} "
                                     f"schools (needs {min_students} and {min_schools})")
     else:
+        in_sample = training_sample(latest.index, train_max_students)
+        train = latest.loc[in_sample] if not in_sample.all() else latest
+        outcome.trained_on = len(train)
+        sample = (f"of a sample of {len(train):,} of the {n:,} type 1 students (the smallest hashes of student_id)"
+                  if len(train) < n else "")
         models = candidate_models(apps, random_state)
-        earlier, later = time_split_rows(students, assessments, usage, apps, latest, window_days=window_days,
+        earlier, later = time_split_rows(students.loc[students["student_id"].isin(train.index)] if sample else students,
+                                         assessments, usage, apps, train, window_days=window_days,
                                          year_start=year_start, min_students=min_students)
         if earlier is not None:
             outcome.scores = backtest(earlier, later, apps, models)
         else:
-            outcome.scores = cross_validate(latest, apps, models, random_state)
+            outcome.scores = cross_validate(train, apps, models, random_state)
         outcome.design = outcome.scores[BASELINE].design
-        outcome.chosen, outcome.verdicts = gate(outcome.scores)
-        outcome.effects = adjusted_effects(latest, apps, min_users=min_users)
+        outcome.chosen, outcome.verdicts = gate(outcome.scores, sample=sample)
+        outcome.effects = adjusted_effects(train, apps, min_users=min_users)
         if outcome.chosen is None:
             outcome.district_reason = GATE_FAILED
     outcome.picks = (effect_recommendations(latest, outcome.effects, apps) if outcome.chosen

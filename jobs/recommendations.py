@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from datetime import date
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
@@ -19,7 +21,7 @@ from analytics.school_year import school_year_containing
 from config import District
 from storage.ddl import existing_columns
 from storage.database import snapshot
-from storage.frames import insert_missing, read_frame, replace_district_rows
+from storage.frames import insert_missing, read_frame, read_frames, replace_district_rows
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
 from models import (
@@ -58,6 +60,22 @@ def _up_to_date(engine, district: District, as_of: date) -> bool:
     return computed is not None and (changed is None or computed > changed)
 
 
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity): BLAS and OpenMP threads for the
+    fits. The job is heavy, so the fleet-wide lock lets one run at a time."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _figure(score, name: str) -> float | None:
+    """A Score's figure for model_runs: NULL when there is none (no score, or a model stopped
+    before every fold was scored)."""
+    value = None if score is None else getattr(score, name)
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
 def _prerequisites_missing(engine, district: District, as_of: date) -> list[str]:
     """dailypull and most_used must have succeeded for the district and the same as-of day."""
     with engine.connect() as conn:
@@ -85,15 +103,42 @@ def _read(engine, district: District, as_of: date, year) -> tuple[pd.DataFrame, 
                                         score_averages.c.score.label("prior_average"))
                            .where(score_averages.c.district_id == district.id,
                                   score_averages.c.school_year < year.label, score_averages.c.as_of <= as_of))
-        daily = read_frame(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes)
-                           .where(usage.c.district_id == district.id, usage.c.date.between(year.start, as_of),
-                                  usage.c.app.in_(district.apps), usage.c.minutes > 0))
+        daily = _read_usage(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes).where(
+            usage.c.district_id == district.id, usage.c.date.between(year.start, as_of),
+            usage.c.app.in_(district.apps), usage.c.minutes > 0,
+            usage.c.student_id.in_(select(table.c.student_id).where(table.c.type == 1))),
+            students["student_id"], district.apps)
     prior = prior.sort_values(["student_id", "school_year"]).drop_duplicates("student_id", keep="last")
     students = (
         students.merge(prior[["student_id", "prior_average"]], on="student_id", how="left", validate="1:1")
         .astype({"type": "Int64"})
     )
     return students, scores, daily
+
+
+def _read_usage(conn, statement, student_ids: pd.Series, apps) -> pd.DataFrame:
+    """The usage rows of `statement` (student_id, app, date, minutes), compact: student_id
+    and app categorical (codes into the type 1 students and the district's apps), date
+    datetime64[s], minutes float64; read in blocks, so the year's rows are never held as
+    text or Python values (1M students x a year: ~16M rows, ~21 bytes each here)."""
+    students = pd.Index(pd.unique(student_ids.astype(str)))
+    apps = pd.Index(list(apps))
+    who, app, day, minutes = [], [], [], []
+    for block in read_frames(conn, statement):
+        codes = students.get_indexer(block["student_id"].astype(str))
+        known = codes >= 0
+        who.append(codes[known].astype("int32"))
+        app.append(apps.get_indexer(block["app"].astype(str))[known].astype("int16"))
+        day.append(pd.to_datetime(block["date"]).to_numpy().astype("datetime64[s]")[known])
+        minutes.append(block["minutes"].to_numpy(dtype="float64")[known])
+    def joined(parts, dtype):
+        return np.concatenate(parts) if parts else np.array([], dtype=dtype)
+    return pd.DataFrame({
+        "student_id": pd.Categorical.from_codes(joined(who, "int32"), categories=students),
+        "app": pd.Categorical.from_codes(joined(app, "int16"), categories=apps),
+        "date": joined(day, "datetime64[s]"),
+        "minutes": joined(minutes, "float64"),
+    })
 
 
 def _model_id(district: District, as_of: date, algorithm: str, fingerprint: str) -> str:
@@ -110,10 +155,15 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
     outcome = recommend.recommend(
         students, scores, daily, district.apps, window_days=district.assessment_window_days, year_start=year.start,
         min_students=district.recommend_min_students, min_schools=district.recommend_min_schools,
-        min_users=district.recommend_min_users, random_state=RANDOM_STATE,
+        min_users=district.recommend_min_users, random_state=RANDOM_STATE, threads=_cores(),
+        train_max_students=recommend.TRAIN_MAX_STUDENTS,
     )
-    features = outcome.features
-    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(features, index=True).to_numpy().tobytes()).hexdigest()
+    del students, scores, daily  # what was read is not needed to write: freed first (1M students: ~0.5 GB)
+    fingerprint = hashlib.sha256(pd.util.hash_pandas_object(outcome.features, index=True).to_numpy().tobytes()
+                                 ).hexdigest()
+    outcome.features = None  # and the features (1M students x 40 apps: ~0.7 GB)
+    if outcome.trained_on < outcome.students:  # the same data fitted on another sample is another fit
+        fingerprint += f"|sample {outcome.trained_on}"
     n = outcome.students
     runs: list[dict] = []
 
@@ -122,8 +172,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         baseline = outcome.scores.get(recommend.BASELINE)
         runs.append(dict(
             model_id=model_id, district_id=district.id, trained_at=ctx.clock(), algorithm=algorithm, students=n,
-            cv_mae=None if score is None else score.cv_mae, baseline_mae=None if baseline is None else baseline.cv_mae,
-            cv_r2=None if score is None else score.cv_r2, as_of=ctx.as_of, verdict=verdict, basis=basis,
+            cv_mae=_figure(score, "cv_mae"), baseline_mae=_figure(baseline, "cv_mae"), cv_r2=_figure(score, "cv_r2"), as_of=ctx.as_of, verdict=verdict, basis=basis,
             validation=outcome.design,
         ))
         return model_id
@@ -142,10 +191,13 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         effects_id = record(
             EFFECTS, f"per-app effects: least squares adjusted for prior score, earlier use, school and grade, "
                      f"clustered by school, corrected for {int(outcome.effects['tested'].sum())} apps tested; "
-                     f"{plural(resolved, 'app')} resolved with higher scores", "effects")
+                     f"{plural(resolved, 'app')} resolved with higher scores"
+                     + (f"; fitted on a sample of {outcome.trained_on:,} of the {n:,} type 1 students (the smallest "
+                        "hashes of student_id)" if outcome.trained_on < n else ""), "effects")
         effects = outcome.effects.drop(columns=["tested"]).assign(model_id=effects_id, evidence=recommend.EVIDENCE)
         if explaining is None:
-            explaining = min((r for r in runs if r["basis"] == "unused"), key=lambda r: r["cv_mae"])["model_id"]
+            explaining = min((r for r in runs if r["basis"] == "unused"),
+                             key=lambda r: np.inf if r["cv_mae"] is None else r["cv_mae"])["model_id"]
         if outcome.chosen:
             explaining = effects_id  # what each gain is: the app's adjusted effect x extra hours
     start, end = recommend.period(ctx.as_of, district.assessment_window_days)

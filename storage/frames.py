@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -151,15 +152,10 @@ def read_frame(conn: Connection, statement) -> pd.DataFrame:
     return pd.DataFrame.from_records([tuple(row) for row in rows], columns=keys)
 
 
-def read_frame_via_copy(conn: Connection, statement) -> pd.DataFrame:
-    """Like `read_frame`, for wide or long results: on PostgreSQL the rows come as COPY
-    text parsed by Arrow (several times faster than row objects), typed from the select's
-    columns (text as string, numbers as float64/Int64, days as datetime64[s]; NULL as missing)."""
-    if not is_postgres(conn):
-        return read_frame(conn, statement)
-    columns = list(statement.selected_columns)
+def _arrow_types(statement) -> dict:
+    """Arrow types of a select's columns, for reading its COPY text."""
     types = {}
-    for column in columns:
+    for column in statement.selected_columns:
         kind = column.type
         if isinstance(kind, Date):
             types[column.name] = pa.date32()
@@ -173,21 +169,65 @@ def read_frame_via_copy(conn: Connection, statement) -> pd.DataFrame:
             types[column.name] = pa.string()
         else:  # pragma: no cover - callers select these types only
             raise TypeError(f"read_frame_via_copy: column {column.name} of type {kind}")
+    return types
+
+
+def _copy_out(conn: Connection, statement, target) -> None:
     compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     raw = conn.connection.driver_connection
-    buffer = io.BytesIO()
     with raw.cursor() as cursor:
         query = cursor.mogrify(str(compiled), compiled.params).decode()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
-    buffer.seek(0)
-    table = pacsv.read_csv(buffer, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                           convert_options=pacsv.ConvertOptions(
-        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""]))
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)", target)
+
+
+def _arrow_frame(table, types: dict) -> pd.DataFrame:
     frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype()}.get)
     for name, kind in types.items():
         if kind == pa.date32():
             frame[name] = pd.to_datetime(frame[name]).astype("datetime64[s]")
     return frame
+
+
+_CSV_OPTIONS = dict(parse_options=pacsv.ParseOptions(newlines_in_values=True))
+
+
+def _convert(types: dict) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                null_values=[""])
+
+
+def read_frame_via_copy(conn: Connection, statement) -> pd.DataFrame:
+    """Like `read_frame`, for wide or long results: on PostgreSQL the rows come as COPY
+    text parsed by Arrow (several times faster than row objects), typed from the select's
+    columns (text as string, numbers as float64/Int64, days as datetime64[s]; NULL as missing)."""
+    if not is_postgres(conn):
+        return read_frame(conn, statement)
+    types = _arrow_types(statement)
+    buffer = io.BytesIO()
+    _copy_out(conn, statement, buffer)
+    buffer.seek(0)
+    return _arrow_frame(pacsv.read_csv(buffer, convert_options=_convert(types), **_CSV_OPTIONS), types)
+
+
+def read_frames(conn: Connection, statement, *, rows: int = 500_000) -> Iterator[pd.DataFrame]:
+    """A select's rows as DataFrames of about `rows` rows each, so a caller that reduces each
+    one (to codes, to sums) never holds the whole result as text or Python values: on
+    PostgreSQL through COPY into a temporary file read back by Arrow in blocks (typed as in
+    `read_frame_via_copy`); on SQLite through a cursor `rows` at a time (as `read_frame`)."""
+    if is_postgres(conn):
+        types = _arrow_types(statement)
+        with tempfile.TemporaryFile() as spool:
+            _copy_out(conn, statement, spool)
+            spool.seek(0)
+            reader = pacsv.open_csv(spool, read_options=pacsv.ReadOptions(block_size=rows * 48),
+                                    convert_options=_convert(types), **_CSV_OPTIONS)
+            for batch in reader:
+                yield _arrow_frame(pa.Table.from_batches([batch]), types)
+        return
+    result = conn.execution_options(yield_per=rows).execute(statement)
+    keys = list(result.keys())
+    for part in result.partitions():
+        yield pd.DataFrame.from_records([tuple(row) for row in part], columns=keys)
 
 
 def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], select_stmt) -> None:
@@ -243,7 +283,12 @@ def replace_district_rows(conn: Connection, table: Table, district_id: str, fram
     they were. Returns the number of rows written.
     """
     compared = [c for c in frame.columns if c not in stamp]
-    published = read_frame(conn, select(*(table.c[c] for c in compared)).where(table.c.district_id == district_id))
+    statement = select(*(table.c[c] for c in compared)).where(table.c.district_id == district_id)
+    # Through COPY where every column's type allows it: a district's millions of rows are not
+    # held as Python tuples to be compared (both reads give the same canonical text).
+    copyable = all(isinstance(table.c[c].type, (Date, DateTime, Integer, SmallInteger, BigInteger, Float, String))
+                   for c in compared)
+    published = read_frame_via_copy(conn, statement) if copyable else read_frame(conn, statement)
     if len(published) == len(frame) and _canonical(published, table, compared).equals(
         _canonical(frame, table, compared)
     ):

@@ -107,3 +107,24 @@ def test_a_claim_left_to_expire_keeps_its_row_and_a_released_one_does_not(engine
     assert holders() == ["me"]
     with claim(engine, "alpha", "someone else", 600) as other:
         assert other == "me"  # not free until its lease expires
+
+
+@pytest.mark.parametrize("rows", [1, 2, 100])
+def test_reading_in_blocks_gives_the_rows_of_a_plain_read(engine, rows):
+    from storage.frames import read_frames
+
+    frame = pd.DataFrame({
+        "district_id": "d", "student_id": [f"s{i}" for i in range(7)], "app": "ixl",
+        "date": pd.to_datetime([f"2026-09-0{i + 1}" for i in range(7)]), "minutes": [0.1 * i for i in range(7)],
+        "sessions": pd.Series([1] * 7, dtype="Int64"), "file_id": 1,
+    })
+    with engine.begin() as conn:
+        bulk_insert(conn, usage, frame)
+        statement = select(usage.c.student_id, usage.c.date, usage.c.minutes).order_by(usage.c.student_id)
+        blocks = list(read_frames(conn, statement, rows=rows))
+        plain = read_frame(conn, statement)
+    assert len(blocks) >= (2 if rows < 7 else 1)
+    both = pd.concat(blocks, ignore_index=True)
+    assert both["student_id"].astype(str).tolist() == plain["student_id"].tolist()
+    assert pd.to_datetime(both["date"]).tolist() == pd.to_datetime(plain["date"]).tolist()
+    assert both["minutes"].tolist() == plain["minutes"].tolist()

@@ -206,3 +206,36 @@ def test_the_report_says_what_each_figure_is(engine, planted):
     assert len(students) == 3 and all("associated +" in line and "interval +" in line for line in students)
     effects = next(line for line in lines if line.startswith("  app effects"))
     assert "boost +" in effects and "resolved: higher scores" in effects and "not causes" in effects
+
+
+def test_a_district_over_the_training_cap_fits_on_the_sample_and_scores_everyone(engine, planted, monkeypatch):
+    from analytics import recommend
+
+    landing, _ = planted
+    monkeypatch.setattr(recommend, "TRAIN_MAX_STUDENTS", 300)
+    result = cycle(engine, landing, "planted", jobs=["recommendations"], force=True,
+                   now=datetime(2026, 11, 23, tzinfo=timezone.utc))
+    assert result.records[0].result.status == "succeeded"
+    runs = table(engine, model_runs, "planted")
+    runs = runs.sort_values("trained_at").tail(4).set_index("algorithm")  # the rerun's 4 fits
+    assert (runs["students"] == 360).all()
+    for algorithm in ("baseline_ridge", "usage_ridge", "usage_boosting"):
+        assert "a sample of 300 of the 360 type 1 students" in runs.loc[algorithm, "verdict"], algorithm
+    assert "fitted on a sample of 300 of the 360 type 1 students" in runs.loc["adjusted_effects", "verdict"]
+    effects = table(engine, app_effects, "planted").set_index("app")
+    assert effects.loc["boost", "status"] == "resolved: higher scores" and effects["students"].max() <= 300
+    recs, reasons = table(engine, recommendations, "planted"), table(engine, recommendation_reasons, "planted")
+    assert recs["student_id"].nunique() + len(reasons) == 360  # all scored, not only the sample
+    assert set(recs["model_id"]) == {runs.loc["adjusted_effects", "model_id"]}
+
+
+def test_a_candidate_stopped_by_the_screen_has_no_figure_of_its_own(engine, tmp_path):
+    landing = tmp_path / "landing"
+    district_files(landing, "noise", 360, planted=False, seed=2)
+    cycle(engine, landing, "noise")
+    runs = table(engine, model_runs, "noise").set_index("algorithm")
+    stopped = runs["verdict"].str.contains("cannot pass the gate|screened out", regex=True)
+    assert stopped.any()  # pure noise: a candidate is behind the baseline in 3 folds early on
+    assert runs.loc[stopped, "cv_mae"].isna().all() and runs.loc[stopped, "cv_r2"].isna().all()
+    assert runs.loc[~stopped].drop(index="adjusted_effects")["cv_mae"].notna().all()
+    assert runs["baseline_mae"].notna().all()
