@@ -47,9 +47,23 @@ def weeks_of_students(conn, district_id: str, student_ids: list[str]) -> list[da
     return weeks_of(days)
 
 
+_ONE_PASS = 4  # more weeks than this are summed in one pass over usage, not a query a week
+
+
+def _monday_of(day):
+    """The Monday on or before a day, in SQL (PostgreSQL's ISO weeks start on Monday)."""
+    return func.date(day, "-6 days", "weekday 1")
+
+
 def recompute(conn, district_id: str, weeks: list[date], now: datetime | None = None) -> None:
-    """Replace the district's rows of these weeks with sums over `usage` (school from `students`)."""
+    """Replace the district's rows of these weeks with sums over `usage` (school from `students`).
+
+    A few weeks (a night's file) take a query each; more (a year's file) one pass over the
+    district's usage grouped by week: a query a week reads the district's rows once a week."""
     now = now or datetime.now(timezone.utc)
+    if len(weeks) > _ONE_PASS:
+        _recompute_in_one_pass(conn, district_id, weeks, now)
+        return
     for week in weeks:
         end = week + timedelta(days=7)
         conn.execute(delete(usage_weekly).where(usage_weekly.c.district_id == district_id,
@@ -70,6 +84,40 @@ def recompute(conn, district_id: str, weeks: list[date], now: datetime | None = 
         )
         conn.execute(usage_weekly.insert().from_select(
             ["district_id", "school_id", "app", "week_start", "students", "minutes", "computed_at"], rows))
+
+
+def _recompute_in_one_pass(conn, district_id: str, weeks: list[date], now: datetime) -> None:
+    from storage.database import is_postgres
+
+    conn.execute(delete(usage_weekly).where(usage_weekly.c.district_id == district_id,
+                                            usage_weekly.c.week_start.in_(weeks)))
+    if is_postgres(conn):
+        week = func.cast(func.date_trunc("week", usage.c.date), Date)
+    else:
+        week = _monday_of(usage.c.date)
+    school = func.coalesce(students.c.school_id, "")
+    by_week = (
+        select(
+            usage.c.district_id.label("district_id"), school.label("school_id"), usage.c.app,
+            week.label("week_start"), usage.c.student_id, usage.c.minutes,
+        )
+        .select_from(usage.outerjoin(students, and_(students.c.district_id == usage.c.district_id,
+                                                    students.c.student_id == usage.c.student_id)))
+        .where(usage.c.district_id == district_id, usage.c.date >= weeks[0],
+               usage.c.date < weeks[-1] + timedelta(days=7))
+    ).subquery()
+    rows = (
+        select(
+            by_week.c.district_id, by_week.c.school_id, by_week.c.app, by_week.c.week_start,
+            func.count(distinct(case((by_week.c.minutes > 0, by_week.c.student_id)))).label("students"),
+            func.sum(by_week.c.minutes).label("minutes"),
+            literal(now, usage_weekly.c.computed_at.type).label("computed_at"),
+        )
+        .where(by_week.c.week_start.in_(weeks))
+        .group_by(by_week.c.district_id, by_week.c.school_id, by_week.c.app, by_week.c.week_start)
+    )
+    conn.execute(usage_weekly.insert().from_select(
+        ["district_id", "school_id", "app", "week_start", "students", "minutes", "computed_at"], rows))
 
 
 def ensure(conn, district_id: str) -> int:

@@ -81,3 +81,28 @@ def test_weeks_start_on_monday():
     assert weekly.monday(date(2026, 9, 14)) == date(2026, 9, 14)
     assert weekly.weeks_of(["2026-09-13", date(2026, 9, 7), None, "2026-09-14T10:00:00"]) == [
         date(2026, 9, 7), date(2026, 9, 14)]
+
+
+def test_many_weeks_in_one_pass_equal_a_query_a_week(engine, tmp_path, monkeypatch):
+    """A year's file sums its weeks in one pass (Mondays worked out by the database); the
+    rows equal those of a query a week, Sundays, Mondays and a new calendar year included."""
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(5)
+    days = [date(2026, 12, 1) + timedelta(days=n) for n in range(0, 60)]  # Tue 12-01 .. Thu 01-29
+    lines = {(f"s{rng.randrange(30)}", rng.choice(["ixl", "dreambox"]), rng.choice(days).isoformat())
+             for _ in range(400)}
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "students.csv").write_text("student_id,school_id,grade\n" + "".join(
+        f"s{n},school{n % 3},4\n" for n in range(0, 30, 2)))  # the odd ones have no school
+    (folder / "usage.csv").write_text(HEADER + "".join(f"{s},{a},{d},{rng.choice([0, 5, 30])}\n"
+                                                       for s, a, d in sorted(lines)))
+    ingest(engine, tmp_path)
+    one_pass = rows(engine)
+    assert len({week for _, _, week in one_pass}) > weekly._ONE_PASS  # the file took the one pass
+    assert all(date.fromisoformat(week).weekday() == 0 for _, _, week in one_pass)
+    assert "2026-12-28" in {week for _, _, week in one_pass}  # the week across the new year
+    monkeypatch.setattr(weekly, "_ONE_PASS", 10_000)
+    assert rebuilt(engine) == one_pass
