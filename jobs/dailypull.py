@@ -21,7 +21,7 @@ from analytics.student_types import student_types
 from analytics.usage_rollup import activity_summary, last_active_day
 from config import District
 from storage.ddl import AddColumn, DropColumn, existing_columns
-from storage.database import is_postgres, snapshot
+from storage.database import analyze, is_postgres, snapshot
 from storage.frames import bulk_insert, read_frame, read_frame_via_copy
 from jobs import changes, ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint, plural
@@ -197,8 +197,7 @@ def _with_scope(conn, scope: pd.Series) -> Table:
     table.drop(conn, checkfirst=True)
     table.create(conn)
     bulk_insert(conn, table, pd.DataFrame({"student_id": scope}))
-    if is_postgres(conn):
-        conn.exec_driver_sql(f"ANALYZE {table.name}")
+    analyze(conn, table)
     return table
 
 

@@ -23,7 +23,7 @@ from analytics.most_used import ALL, YEAR_TO_DATE, student_windows
 from analytics.school_year import school_year_containing
 from config import District
 from storage.ddl import existing_columns
-from storage.database import is_postgres, snapshot
+from storage.database import analyze, is_postgres, snapshot
 from storage.frames import bulk_insert, read_frame, read_frame_via_copy, replace_district_rows
 from jobs import changes
 from jobs.job import JobContext, JobResult, checkpoint, plural
@@ -130,7 +130,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         changes.forget_followed(conn, district.id)
         if scope is None and is_postgres(conn):  # a night's plans start from its students by these keys;
             for kept in (most_used_windows, most_used_minutes):  # without statistics they scan the district
-                conn.exec_driver_sql(f"ANALYZE {kept.name}")
+                analyze(conn, kept)
         checkpoint("most_used.written")
     result = JobResult(rows_in=int(rows_in), rows_out=written)
     ranked = ", ".join(f"{window} {plural(n, 'student')}" for window, n in sorted(counts.items()))
@@ -152,8 +152,7 @@ def _with_scope(conn, scope: pd.Series) -> Table:
     table.drop(conn, checkfirst=True)
     table.create(conn)
     bulk_insert(conn, table, pd.DataFrame({"student_id": scope}))
-    if is_postgres(conn):
-        conn.exec_driver_sql(f"ANALYZE {table.name}")
+    analyze(conn, table)
     return table
 
 

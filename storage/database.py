@@ -133,3 +133,15 @@ def describe(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unparseable DATABASE_URL)"
+
+
+def analyze(conn: Connection, table) -> None:
+    """Refresh PostgreSQL's statistics of a table just filled (a temporary table is never
+    analyzed by autovacuum), so the next plans know its size; nothing on SQLite."""
+    if not is_postgres(conn):
+        return
+    from psycopg2 import sql
+
+    name = sql.Identifier(*((table.schema, table.name) if table.schema else (table.name,)))
+    with conn.connection.driver_connection.cursor() as cursor:
+        cursor.execute(sql.SQL("ANALYZE {}").format(name))
