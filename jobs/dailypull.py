@@ -306,13 +306,13 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *,
                 table, night, night.c.student_id == table.c.student_id))
             night.drop(conn)
             written, removed = _write_changes(conn, table, frame, published, ctx)
+        checkpoint("dailypull.written")  # the rows are written, not yet committed
         totals = _district_counts(conn, table)
         conn.execute(delete(dailypull_state).where(dailypull_state.c.district_id == district.id))
         if state is not None:
             conn.execute(dailypull_state.insert().values(district_id=district.id, students=totals["students"],
                                                          published_at=ctx.clock(), **state))
             changes.forget_followed(conn, district.id)
-        checkpoint("dailypull.written")
     log.debug("%s: %d rows written, %d removed", table.name, written, removed)
     return written, removed, totals
 
