@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import Column, MetaData, Table, delete, exists, func, select
 
+from storage.database import analyze
 from storage.frames import bulk_insert, read_frame
 from models import changed_students, changes_logged, dailypull_state, ingested_files, most_used_state
+from models.schema import ID
 
 _WROTE_NOTHING = ("duplicate", "failed")  # ingested_files statuses whose transaction wrote no rows
 
@@ -60,3 +62,13 @@ def forget_followed(conn, district_id: str) -> None:
     if marks:
         for table in (changed_students, changes_logged):
             conn.execute(delete(table).where(table.c.district_id == district_id, table.c.file_id <= min(marks)))
+
+
+def students_table(conn, name: str, students: pd.Series) -> Table:
+    """A temporary table of a night's students, to join on (an IN list of 100k ids is not)."""
+    table = Table(name, MetaData(), Column("student_id", ID, primary_key=True), prefixes=["TEMPORARY"])
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    bulk_insert(conn, table, pd.DataFrame({"student_id": students}))
+    analyze(conn, table)
+    return table

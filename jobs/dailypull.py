@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, MetaData, Table, delete, func, select, union
+from sqlalchemy import Table, delete, func, select, union
 
 from analytics.dailypull import student_frame
 from analytics.school_year import school_year_containing
@@ -21,7 +21,7 @@ from analytics.student_types import student_types
 from analytics.usage_rollup import activity_summary, last_active_day
 from config import District
 from storage.ddl import AddColumn, DropColumn, existing_columns
-from storage.database import analyze, is_postgres, snapshot
+from storage.database import is_postgres, snapshot
 from storage.frames import bulk_insert, read_frame, read_frame_via_copy
 from jobs import changes, ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint, plural
@@ -29,7 +29,6 @@ from models import (
     SOURCE_TABLES, assessments, dailypull_state, dataframe_table, forecasts, score_averages, students, usage,
     usage_activity, usage_totals,
 )
-from models.schema import ID
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +41,12 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     start = ctx.settings.school_year_start
     digest = _settings_digest(district, start)
     with snapshot(engine) as conn:
-        mark = _file_mark(conn, district.id)
+        mark = changes.latest_file(conn, district.id)  # loads take the lock: none lower commits later
         night, why_full = (None, "--force") if ctx.force else _night_scope(conn, district, start, year.start,
                                                                            ctx.as_of, digest)
+        rolled = None
         if night is not None:
             inputs = _read_night_inputs(conn, district, year.start, ctx.as_of, night)
-            rolled = True
             if inputs is None:
                 night, why_full = None, f"usage dated after {ctx.as_of} arrived"
         if night is None:
@@ -55,8 +54,8 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
             inputs = _read_inputs(conn, district, year.start, ctx.as_of, rolled)
         # a later night may follow only the new data when these rows hold every student
         # computed from complete rollups with no usage after as-of
-        followable = rolled is not None or (rollup.is_complete(conn, district.id, start)
-                                            and not _usage_after(conn, district.id, year, ctx.as_of))
+        followable = night is not None or rolled is not None or (
+            rollup.is_complete(conn, district.id, start) and not _usage_after(conn, district.id, year, ctx.as_of))
     types = student_types(
         inputs["assessments"], inputs["forecasts"], inputs["averages"], year=year, as_of=ctx.as_of
     )
@@ -79,7 +78,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
                           f"written, {removed:,} removed")
         result.details["from"] = "usage rollups" if rolled is not None else "usage"
         result.details["full_because"] = why_full
-    if rolled is None and not ctx.force:
+    if night is None and rolled is None and not ctx.force:
         with engine.begin() as conn:  # once per district: later nights read the rollups
             ingest.lock_district(conn, district)
             if not rollup.is_complete(conn, district.id, start):
@@ -93,12 +92,6 @@ def _settings_digest(district: District, start: tuple[int, int]) -> str:
     """What the published rows depend on besides the data: the app list, bands, year start."""
     text = repr((tuple(district.apps), sorted(district.bands.items()), tuple(start)))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _file_mark(conn, district_id: str) -> int:
-    """The district's last file whose load wrote rows, as this snapshot sees it. (Loads take
-    the district's lock, so none with a lower id can commit later.)"""
-    return changes.latest_file(conn, district_id)
 
 
 def _usage_after(conn, district_id: str, year, as_of) -> bool:
@@ -187,25 +180,11 @@ def _read_inputs(conn, district: District, start, as_of, rolled: dict | None) ->
     }
 
 
-def _scope_table() -> Table:
-    return Table("dailypull_scope", MetaData(), Column("student_id", ID, primary_key=True), prefixes=["TEMPORARY"])
-
-
-def _with_scope(conn, scope: pd.Series) -> Table:
-    """A temporary table of the night's students, to join on (an IN list of 100k ids is not)."""
-    table = _scope_table()
-    table.drop(conn, checkfirst=True)
-    table.create(conn)
-    bulk_insert(conn, table, pd.DataFrame({"student_id": scope}))
-    analyze(conn, table)
-    return table
-
-
 def _read_night_inputs(conn, district: District, year_start, as_of, scope: pd.Series
                        ) -> dict[str, pd.DataFrame] | None:
     """dailypull's inputs for the night's students only: their rollups and their rows; None
     when one of them has usage after as-of (then the rollups cannot answer: a full run)."""
-    night = _with_scope(conn, scope)
+    night = changes.students_table(conn, "dailypull_scope", scope)
 
     def theirs(statement, table):
         return statement.join_from(table, night, night.c.student_id == table.c.student_id) \
@@ -301,7 +280,7 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *,
                 w, r = _write_changes(conn, table, part, published, ctx)
                 written, removed = written + w, removed + r
         else:  # the settings digest matched, so the columns are the district's
-            night = _with_scope(conn, scope)
+            night = changes.students_table(conn, "dailypull_scope", scope)
             published = read_frame_via_copy(conn, select(table).join_from(
                 table, night, night.c.student_id == table.c.student_id))
             night.drop(conn)

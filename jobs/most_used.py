@@ -31,7 +31,6 @@ from models import (
     assessments, dataframe_table, district_app_summary, most_used_minutes, most_used_software, most_used_state,
     most_used_windows, usage,
 )
-from models.schema import ID
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +43,6 @@ class NotPublished(RuntimeError):
 
 def _scratch(name: str, *columns: Column) -> Table:
     return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
-
-
-def _scope_table() -> Table:
-    return _scratch("most_used_scope", Column("student_id", ID, primary_key=True))
 
 
 def _top_table() -> Table:
@@ -73,7 +68,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         file_mark = changes.latest_file(conn, district.id)
         scope, why_full = (None, "--force") if ctx.force else _night_scope(conn, district, table, year.start,
                                                                              ctx.as_of, digest)
-        scope_t = None if scope is None else _with_scope(conn, scope)
+        scope_t = None if scope is None else changes.students_table(conn, "most_used_scope", scope)
 
         def theirs(statement, source):
             if scope_t is None:
@@ -97,7 +92,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     with engine.begin() as conn:
         if is_postgres(conn):  # the reads below and the comparison see one snapshot
             conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        scope_t = None if scope is None else _with_scope(conn, scope)
+        scope_t = None if scope is None else changes.students_table(conn, "most_used_scope", scope)
         for kept in (most_used_minutes, most_used_windows):  # the students recomputed: all, or the night's
             mine = kept.c.district_id == district.id
             if scope_t is None:
@@ -144,16 +139,6 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         result.details = {"night": len(scope)}
     result.message += f"; {plural(written, 'row')} written" if written else "; unchanged: nothing written"
     return result
-
-
-def _with_scope(conn, scope: pd.Series) -> Table:
-    """A temporary table of the night's students, to join on."""
-    table = _scope_table()
-    table.drop(conn, checkfirst=True)
-    table.create(conn)
-    bulk_insert(conn, table, pd.DataFrame({"student_id": scope}))
-    analyze(conn, table)
-    return table
 
 
 def _only(statement, source: Table, scope_t: Table | None):
