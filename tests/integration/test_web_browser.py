@@ -57,22 +57,46 @@ def test_pages_load_without_console_errors_and_charts_match_tables(site, browser
     assert browser.execute_script("return window.__pwned__ === undefined")
 
 
+def _submit_run_now(browser, token):
+    """Type the token, press "run now" and wait for the answer page to replace this one (the
+    element held before the click goes stale), so nothing is read from the page being left."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.NAME, "token").send_keys(token)
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.XPATH, "//button[@value='0']").click()
+    WebDriverWait(browser, 120).until(expected_conditions.staleness_of(page))  # a hang guard
+
+
+def _read(browser, read):
+    """`read(browser)` once the page holds still: retried while an element goes stale under it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda b: (read(b),))[0]
+
+
 def test_run_now_with_the_token_starts_a_cycle_that_appears_and_without_it_is_refused(site, browser):  # noqa: F811
     base, started = site
     from selenium.webdriver.common.by import By
     import time
 
+    def cycles(b):
+        return len(b.find_elements(By.XPATH, "//table[caption='Last cycles']//tr")) - 1
+
     browser.get(base + "/")
-    before = len(browser.find_elements(By.XPATH, "//table[caption='Last cycles']//tr")) - 1
-    browser.find_element(By.NAME, "token").send_keys("not-the-token")
-    browser.find_element(By.XPATH, "//button[@value='0']").click()
-    assert "refused" in browser.find_element(By.TAG_NAME, "body").text and started == []
+    before = _read(browser, cycles)
+    _submit_run_now(browser, "not-the-token")
+    assert "refused" in _read(browser, lambda b: b.find_element(By.TAG_NAME, "body").text)
+    assert started == []
     browser.get(base + "/")
-    browser.find_element(By.NAME, "token").send_keys("web-token-7c1d")
-    browser.find_element(By.XPATH, "//button[@value='0']").click()
+    _submit_run_now(browser, "web-token-7c1d")
     deadline = time.monotonic() + 120  # a hang guard
     while not started and time.monotonic() < deadline:
         time.sleep(0.1)
     browser.get(base + "/")
-    after = len(browser.find_elements(By.XPATH, "//table[caption='Last cycles']//tr")) - 1
+    after = _read(browser, cycles)
     assert started == [False] and after == before + 1
