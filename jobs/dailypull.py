@@ -260,6 +260,7 @@ def publish(engine, district: District, frame: pd.DataFrame, ctx: JobContext, *,
     """
     table = dataframe_table(district.id, district.apps)
     written = removed = 0
+    checkpoint("dailypull.publishing")  # computed, no transaction open
     with engine.begin() as conn:
         columns = existing_columns(conn, table.name)
         if columns is None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -27,6 +29,7 @@ class JobContext:
     force: bool = False
     cycle_id: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)  # job_runs' started/finished
+    holder: str = ""  # the instance holding the district's claim (HOST:PID); its jobs fence their commits with it
 
 
 @dataclass
@@ -39,8 +42,14 @@ class JobResult:
     details: dict = field(default_factory=dict)  # job-specific figures for the summary
 
 
+# Set by the runner while a job runs: raises if the job's claim or lock is known lost, so it
+# stops at its next step instead of computing what it could no longer commit.
+between_steps: ContextVar[Callable[[], None] | None] = ContextVar("between_steps", default=None)
+
+
 def checkpoint(name: str) -> None:
-    """A test hook at a named step; does nothing unless the environment asks for it.
+    """A named step of a job: the job stops here if its claim or lock is known lost; and a
+    test hook, which does nothing unless the environment asks for it.
 
     ANALYTICS_CRASH_AT=<name>: the process kills itself here (SIGKILL), to prove that a crash
     at this step loses and half-publishes nothing. ANALYTICS_PAUSE_AT=<name>: it sleeps
@@ -49,7 +58,11 @@ def checkpoint(name: str) -> None:
     if os.environ.get("ANALYTICS_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("ANALYTICS_PAUSE_AT") == name:
+        print(f"paused at {name}", file=sys.stderr, flush=True)  # for a test to act on
         time.sleep(float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5")))
+    check = between_steps.get()
+    if check is not None:
+        check()
 
 
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:

@@ -152,6 +152,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
 
     year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
     students, scores, daily = _read(engine, district, ctx.as_of, year)
+    checkpoint("recommendations.read")  # before the fits: a job that lost its lock stops here
     outcome = recommend.recommend(
         students, scores, daily, district.apps, window_days=district.assessment_window_days, year_start=year.start,
         min_students=district.recommend_min_students, min_schools=district.recommend_min_schools,
@@ -209,6 +210,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
     why = outcome.reasons.rename("reason").rename_axis("student_id").reset_index().assign(
         district_id=district.id, model_id=explaining)
 
+    checkpoint("recommendations.fitted")  # fitted and scored, no transaction open
     with engine.begin() as conn:
         insert_missing(conn, model_runs, runs)
         written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()})

@@ -20,14 +20,14 @@ from jobs import JOBS, jobs_for
 from jobs.ingest import unconfigured_folders
 from jobs.job import FAILED, JobContext
 from runner.jobrun import (
-    LEASE_SECONDS,
     JobRecord,
     UsageError,
+    claimed,
     run_job,
     skip_claimed,
     skip_job,
 )
-from runner.leases import claim, holder_name
+from runner.leases import holder_name
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def run_cycle(
     now = now or clock()
     cycle_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     ctx = JobContext(settings=settings, as_of=as_of, now=now, landing_dir=Path(landing_dir),
-                     force=force, cycle_id=cycle_id, clock=clock)
+                     force=force, cycle_id=cycle_id, clock=clock, holder=holder_name())
     cycle = CycleResult(cycle_id=cycle_id, as_of=as_of)
     if "ingest" in jobs:
         cycle.unconfigured = unconfigured_folders(ctx.landing_dir, settings)
@@ -133,9 +133,8 @@ def run_cycle(
 
         cycle.records = executors.run(engine, ctx, districts, jobs, executor, heartbeat=heartbeat)
         return cycle
-    holder = holder_name()
     for district in districts:
-        with claim(engine, district.id, holder, LEASE_SECONDS) as other:
+        with claimed(engine, ctx, district.id) as other:
             if other is not None:
                 cycle.records += skip_claimed(engine, ctx, jobs_for(district, jobs), district.id, other)
                 continue

@@ -45,10 +45,10 @@ from runner import leases
 from config import District
 from runner.jobrun import (
     HEAVY,
-    LEASE_SECONDS,
     JobRecord,
     Stopping,
     UsageError,
+    claimed,
     record_run,
     run_job,
     skip_claimed,
@@ -235,7 +235,6 @@ class _Chain:
 class _Coordinator:
     def __init__(self, engine, ctx: JobContext, url: str, heartbeat: Callable[[], None]):
         self.engine, self.ctx, self.url, self.heartbeat = engine, ctx, url, heartbeat
-        self.holder = leases.holder_name()
         self.claims = ExitStack()  # every claim still held, released however the run ends
 
     def __enter__(self):
@@ -250,7 +249,7 @@ class _Coordinator:
         if not jobs:  # `--jobs fetch` and a district without sources: nothing to run
             return []
         stack = ExitStack()
-        other = stack.enter_context(leases.claim(self.engine, district.id, self.holder, LEASE_SECONDS))
+        other = stack.enter_context(claimed(self.engine, self.ctx, district.id))
         if other is not None:
             stack.close()
             return skip_claimed(self.engine, self.ctx, jobs, district.id, other)

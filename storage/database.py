@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 
 from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import Connection
@@ -56,19 +57,51 @@ def normalise_url(url: str) -> str:
 
 
 def connect(url: str) -> Engine:
-    """An Engine for `url`, with the fixed schema created if it is missing."""
+    """An Engine for `url`, with the fixed schema created if it is missing.
+
+    The schema is first looked at in a read-only transaction: when nothing is missing (every
+    start but the first and an upgrade's), nothing is written, so an instance starts while
+    another one holds SQLite's write lock for a long file (WAL readers never wait)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, connect_args={"timeout": sqlite_busy_seconds()})
         _sqlite_transactions(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    if _schema_complete(engine):
+        return engine
     with engine.begin() as conn:
         if is_postgres(conn):  # instances starting at once take turns (SQLite: BEGIN IMMEDIATE)
             conn.execute(select(func.pg_advisory_xact_lock(lock_key("schema"))))
         metadata.create_all(conn)
         _add_missing_columns(conn)
     return engine
+
+
+def sqlite_busy_seconds() -> float:
+    """How long an SQLite statement waits for another connection's write lock before
+    "database is locked": ANALYTICS_SQLITE_BUSY_SECONDS (default 60)."""
+    return float(os.environ.get("ANALYTICS_SQLITE_BUSY_SECONDS", "60"))
+
+
+def read_only(engine: Engine) -> Connection:
+    """A connection for reads alone (use with `with`): on SQLite its transactions begin
+    DEFERRED, so they take no write lock and never wait for a writer (WAL); on PostgreSQL
+    a plain connection."""
+    return engine.connect().execution_options(sqlite_read_only=True)
+
+
+def _schema_complete(engine: Engine) -> bool:
+    with read_only(engine) as conn:
+        inspector = inspect(conn)
+        present = set(inspector.get_table_names())
+        for table in metadata.sorted_tables:
+            if table.name not in present:
+                return False
+            columns = {c["name"] for c in inspector.get_columns(table.name)}
+            if any(c.name not in columns for c in table.columns):
+                return False
+    return True
 
 
 def _add_missing_columns(conn: Connection) -> None:
@@ -95,12 +128,13 @@ def _sqlite_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers see the last commit, never a mix
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock at BEGIN, so two never deadlock upgrading a read;
+        # a connection for reads alone (read_only) takes none.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("sqlite_read_only") else "BEGIN IMMEDIATE")
 
 
 def is_postgres(conn: Connection | Engine) -> bool:

@@ -147,3 +147,55 @@ def reporting_table(url: str, watermark: str = "updated_at timestamptz"):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (Debian: postgresql)")
+    return str(found if isinstance(found, str) else found[-1])
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, trust auth, its own
+    port on loopback, its socket in that folder), which the test can stop and start again as
+    an outage. As root, the server runs as the `postgres` user (it refuses root)."""
+
+    def __init__(self):
+        import tempfile
+
+        self.folder = Path(tempfile.mkdtemp(prefix="pgcluster-", dir="/tmp"))
+        self.port = free_port()
+        self.data = self.folder / "data"
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        self._as = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+            self._as = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self._as, _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                        "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        subprocess.run([*self._as, _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w",
+                        "-t", "120", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True, timeout=180)
+        _wait_for(self.port, "the test's PostgreSQL cluster", 120)
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run([*self._as, _pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "120", "stop"],
+                       check=False, capture_output=True, timeout=180)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_cluster():
+    """A started PostgresCluster, removed after the block."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
