@@ -58,10 +58,12 @@ class Lease:
     still names this holder and raises Lost if it does not. While the row names the holder,
     no other instance has taken it over, however late the job is, so what it commits is not
     stale; and no takeover can slip in before the commit:
-    - PostgreSQL: the committing transaction takes the advisory lock every taker takes first
-      (`_take_lease`), so a takeover waits for this commit; the row is then read and renewed
-      on a connection of its own, as it is now (the job's transaction may be a REPEATABLE READ
-      snapshot, which neither sees nor may update a row renewed since it began).
+    - PostgreSQL, at READ COMMITTED: the UPDATE inside the committing transaction sees the
+      row as it is now and keeps it locked until the commit (a takeover's DELETE waits).
+      In a REPEATABLE READ transaction (which neither sees nor may update a row renewed
+      since it began): the transaction takes the advisory lock every taker takes first
+      (`_take_lease`), so a takeover waits for this commit, and the row is read and renewed
+      on a connection of its own, as it is now.
     - SQLite: the committing transaction holds the database's write lock (BEGIN IMMEDIATE)
       and reads the latest rows: the UPDATE runs inside it.
     `lost` is set by the renewing thread once a renewal finds the row gone, so the job can
@@ -74,18 +76,23 @@ class Lease:
         self.lock = lock_key(table.name, value)
         self.lost = threading.Event()
 
-    def renew(self, conn: Connection) -> bool:
+    def renew(self, conn: Connection, *only_if) -> bool:
         until = datetime.now(timezone.utc) + timedelta(seconds=self.lease_seconds)
-        return conn.execute(update(self.table).where(self.mine).values(expires_at=until)).rowcount == 1
+        return conn.execute(update(self.table).where(self.mine, *only_if).values(expires_at=until)).rowcount == 1
 
     def fence(self, conn: Connection) -> None:
         if self.lost.is_set():
             raise Lost(self.message())
         if is_postgres(conn):
-            conn.execute(select(func.pg_advisory_xact_lock(self.lock)))  # takers wait for this commit
-            with conn.engine.connect().execution_options(unfenced=True) as now:
-                held = self.renew(now)
-                now.commit()
+            # At READ COMMITTED (nearly every commit) the UPDATE sees the row as it is now and
+            # locks it until the commit: one round trip. Otherwise, or when the row is not
+            # this holder's, look again outside the transaction's snapshot.
+            held = self.renew(conn, func.current_setting("transaction_isolation") == "read committed")
+            if not held:
+                conn.execute(select(func.pg_advisory_xact_lock(self.lock)))  # takers wait for this commit
+                with conn.engine.connect().execution_options(unfenced=True) as now:
+                    held = self.renew(now)
+                    now.commit()
         else:
             held = self.renew(conn)
         if not held:
@@ -355,8 +362,15 @@ def _on_commit(conn: Connection) -> None:
     transaction rolls back."""
     held = _guard.get()
     if held and not conn.get_execution_options().get("unfenced"):
-        for lease in held:
-            lease.fence(conn)
+        try:
+            for lease in held:
+                lease.fence(conn)
+        except BaseException:
+            # SQLAlchemy counts a commit that raised as ended and hands the connection back to
+            # the pool without a rollback: roll the transaction back here, or the next user
+            # of the connection would carry on inside it (and could commit it).
+            conn.connection.dbapi_connection.rollback()
+            raise
 
 
 @contextmanager
