@@ -24,7 +24,8 @@ class LogFormatter(RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         shown = logging.makeLogRecord(record.__dict__)
         shown.msg, shown.args = printable(redact(record.getMessage())), None
-        first, newline, rest = self.inner.format(shown).partition("\n")
+        render = self.inner.format  # the wrapped formatter's own method
+        first, newline, rest = render(shown).partition("\n")
         if newline:
             first += "".join(f"\n{CONTINUATION}{printable(line)}" for line in rest.split("\n"))
         return redact(first)
