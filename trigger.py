@@ -18,12 +18,13 @@ from pathlib import Path
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 import config
-from config.secrets import RedactingFormatter, redact
+from config.secrets import redact
 from lifecycle import onboarding
 from runner import executors
 from runner.cycle import as_of_day, run_cycle, select_districts, select_jobs
 from runner.jobrun import Stopping, UsageError
 from service import notify, report, serve, status
+from service.logs import LogFormatter
 from storage import database
 
 log = logging.getLogger("trigger")
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for handler in logging.getLogger().handlers:  # no secret in a log line, whatever quotes it
-        handler.setFormatter(RedactingFormatter(handler.formatter or logging.Formatter()))
+    for handler in logging.getLogger().handlers:  # one record one line, no secret, whatever a file quotes
+        handler.setFormatter(LogFormatter(handler.formatter or logging.Formatter()))
     as_of = args.as_of or as_of_day(datetime.now(timezone.utc))
     if args.demo:
         from lifecycle import demo

@@ -32,9 +32,11 @@ DEFAULTS: dict[str, int] = {
     "recommend_min_users": 30,  # users of an app in their window for its effect to be resolved
 }
 DEFAULT_BANDS = {"excellent": 88, "satisfactory": 69, "needs improvement": 55, "unsatisfactory": 0}
-TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", "web", *DEFAULTS}
+TOP_KEYS = {"school_year_start", "schedule", "bands", "districts", "web", "gpg_senders", *DEFAULTS}
 DISTRICT_KEYS = {"id", "name", "apps", "enabled", "bands", "source", "clix", "standards", "sources",
-                 "fetch_monthly_bytes", *DEFAULTS}
+                 "fetch_monthly_bytes", "gpg_senders", *DEFAULTS}
+# An OpenPGP fingerprint: 40 hex digits (v4 keys) or 64 (v5 and v6), spaces between groups allowed.
+FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 SOURCES = ("files", "clix")  # what the landing folder holds: our landing files, or CLIx school-server trees
 
 
@@ -129,6 +131,8 @@ class District:
     standards: StandardsOptions = StandardsOptions()
     sources: tuple[Source, ...] = ()
     fetch_monthly_bytes: int | None = None  # bytes fetched in a calendar month (UTC) at most; None: no limit
+    # fingerprints of the keys whose good signature a .gpg file must carry; (): none needed
+    gpg_senders: tuple[str, ...] = ()
 
     def __hash__(self) -> int:  # bands is a dict; ids are unique within a config
         return hash(self.id)
@@ -239,6 +243,7 @@ def parse(raw: Any, *, source: str = "districts.yaml") -> Settings:
     daily_at = _schedule(raw.get("schedule", {"daily_at": "02:00"}), problems)
     bands = _bands(raw.get("bands", DEFAULT_BANDS), "bands", problems)
     defaults = {k: _positive_int(raw.get(k, v), k, problems) for k, v in DEFAULTS.items()}
+    senders = _fingerprints(raw.get("gpg_senders", []), "gpg_senders", problems)
 
     districts: list[District] = []
     entries = raw.get("districts")
@@ -250,7 +255,7 @@ def parse(raw: Any, *, source: str = "districts.yaml") -> Settings:
         entries = []
     seen: set[str] = set()
     for position, entry in enumerate(entries, start=1):
-        district = _district(entry, position, bands, defaults, problems)
+        district = _district(entry, position, bands, defaults, senders, problems)
         district_id = entry.get("id") if isinstance(entry, dict) else None
         if isinstance(district_id, str):
             if district_id in seen:
@@ -338,7 +343,8 @@ def _positive_int(value: Any, where: str, problems: list[str]) -> int:
 
 
 def _district(
-    entry: Any, position: int, bands: dict[str, float], defaults: dict[str, int], problems: list[str]
+    entry: Any, position: int, bands: dict[str, float], defaults: dict[str, int], senders: tuple[str, ...],
+    problems: list[str],
 ) -> District | None:
     if not isinstance(entry, dict):
         problems.append(f"districts entry {position} must be a mapping with id and apps; got {entry!r}")
@@ -387,12 +393,36 @@ def _district(
     limit = entry.get("fetch_monthly_bytes")
     if limit is not None:
         limit = _positive_int(limit, f"{label}: fetch_monthly_bytes", problems)
+    if "gpg_senders" in entry:  # the district's own list replaces the top-level one
+        senders = _fingerprints(entry["gpg_senders"], f"{label}: gpg_senders", problems)
     if len(problems) > before:
         return None
     return District(
         id=district_id, name=name, apps=tuple(apps), enabled=enabled, bands=district_bands, **settings,
         source=source, clix=clix, standards=standards, sources=sources, fetch_monthly_bytes=limit,
+        gpg_senders=senders,
     )
+
+
+def _fingerprints(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
+    """gpg_senders: OpenPGP fingerprints, as `gpg --fingerprint` prints them (spaces between
+    groups are fine), kept upper-case without spaces, as gpg's status lines write them."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where} must be a list of OpenPGP fingerprints (40 hex digits, as gpg --fingerprint "
+                        f"prints them); got {value!r}")
+        return ()
+    out: list[str] = []
+    for text in value:
+        fingerprint = "".join(text.split()).upper()
+        if not FINGERPRINT.fullmatch(fingerprint):
+            short = re.fullmatch(r"(0X)?[0-9A-F]{8}|(0X)?[0-9A-F]{16}", fingerprint)
+            problems.append(f"{where}: {text!r} is " + ("a key id, not a fingerprint" if short else "not a fingerprint")
+                            + ": give the 40 hex digits gpg --fingerprint prints for the sender's key")
+        elif fingerprint in out:
+            problems.append(f"{where}: {text!r} is listed twice")
+        else:
+            out.append(fingerprint)
+    return tuple(out)
 
 
 def _zone(value: Any, where: str, problems: list[str], example: str) -> str | None:

@@ -475,7 +475,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             yield Prepared(table, rows, postgres), bad
 
     tree = clix.context(conn, district, file) if file.source is not None else None
-    with FileReader(file, size, fast=fast) as reader:
+    with FileReader(file, size, fast=fast, senders=district.gpg_senders) as reader:
         if tree is not None:
             reader.custom = lambda *where: clix_tree.chunks(*where, tree)
         with ahead(prepared_chunks()) as chunks:

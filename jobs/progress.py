@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from analytics.printable import printable
+
 
 class Progress:
     def __init__(self, label: str, total: int, stream: TextIO | None = None, width: int = 30):
@@ -17,7 +19,7 @@ class Progress:
             return
         filled = round(self.width * done / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} {note[:40]:<40}")
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} {printable(note)[:40]:<40}")
         self.stream.flush()
 
     def close(self) -> None:

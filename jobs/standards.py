@@ -75,7 +75,7 @@ def load(conn, district: District, file: LandingFile, size: int, file_id: int, w
          limits: Limits) -> tuple[int, Counter, list[str]]:
     """Read and write one file; returns (rows loaded, what the rules counted, notes)."""
     with ExitStack() as stack:
-        path = reader.plaintext(file, stack)
+        path = reader.plaintext(file, stack, district.gpg_senders)
         limit = size if not file.encrypted else path.stat().st_size
         if file.source in EVENT_KINDS:
             return _load_events(conn, district, file, path, limit, file_id, writer, limits)

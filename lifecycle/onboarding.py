@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 import config
 from service import report
 from analytics.identifiers import check_app_id, check_district_id
+from analytics.printable import printable
 from analytics.landing_rows import KINDS, reason_category, validate
 from storage.ddl import existing_columns
 from jobs import JOBS
@@ -131,10 +132,12 @@ def standards_options(settings_path: Path, district_id: str) -> tuple[config.Sta
 
 def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[str],
                  options: config.StandardsOptions = config.StandardsOptions(), rules_source: str = "the defaults") -> str:
+    """The dry run's report: one line per element of `out`, each made printable (file names
+    and reasons come from the landing folder)."""
     folder = Path(landing_dir) / district_id
     out = [f"Dry run for {district_id!r} in {folder} (nothing was written):"]
     if not folder.is_dir():
-        return "\n".join(out + [f"  no folder {folder}: nothing would load"])
+        return "\n".join(printable(line) for line in out + [f"  no folder {folder}: nothing would load"])
     kinds = ", ".join(f"{kind} {ending} {n}" for (kind, ending), n in sorted(found.files.items()))
     out.append(f"  files that would load: {sum(found.files.values())}" + (f" ({kinds})" if kinds else ""))
     for path, original in found.copies:
@@ -160,7 +163,7 @@ def check_report(found: Scan, landing_dir: Path, district_id: str, apps: list[st
         if found.counted:
             out.append("  what the rules counted:")
             out += [f"    {what}: {n:,}" for what, n in sorted(found.counted.items())]
-    return "\n".join(out)
+    return "\n".join(printable(line) for line in out)
 
 
 def onboard(settings_path: Path, engine_factory, landing_dir: Path, district_id: str, apps: list[str],

@@ -578,8 +578,9 @@ class FileReader:
     """
 
     def __init__(self, file: LandingFile, size: int, chunk_rows: int = CHUNK_ROWS, *, fast: bool = False,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, senders: tuple[str, ...] = ()):
         self.file = file
+        self.senders = senders  # a .gpg file must be signed by one of these fingerprints (none: unsigned is fine)
         self.limits = limits or Limits.from_environment()
         self.fast = fast and file.source is None and file.format in (".csv", ".csv.gz")
         self.size = size
@@ -600,7 +601,7 @@ class FileReader:
         try:
             path, limit = self.file.path, self.size
             if self.file.encrypted:
-                path = self._stack.enter_context(decrypted(path))
+                path = self._stack.enter_context(decrypted(path, self.senders))
                 limit = path.stat().st_size
             if self.custom is not None:
                 chunks = self.custom(self.file, path, limit, self.limits)

@@ -367,11 +367,12 @@ def _csv_table(text: io.TextIOBase, name: str, limits: Limits) -> tuple[pd.DataF
     return frame.assign(line=pd.Series(lines, dtype="int64"), raw=pd.Series(raws, dtype=object)), bad
 
 
-def plaintext(file: LandingFile, stack: ExitStack) -> Path:
-    """The path to read: the file itself, or its decrypted copy (removed when `stack` closes)."""
+def plaintext(file: LandingFile, stack: ExitStack, senders: tuple[str, ...] = ()) -> Path:
+    """The path to read: the file itself, or its decrypted copy (removed when `stack` closes);
+    `senders`: the fingerprints of whom an encrypted file must be signed by (none: any)."""
     if not file.encrypted:
         return file.path
     try:
-        return stack.enter_context(decrypted(file.path))
+        return stack.enter_context(decrypted(file.path, senders))
     except DecryptionError as exc:
         raise FileUnreadable(str(exc)) from None

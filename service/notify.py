@@ -22,6 +22,7 @@ import urllib.request
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from analytics.printable import printable
 from runner.cycle import CycleResult
 from jobs.job import COMPLETED_WITH_ERRORS, FAILED
 
@@ -96,7 +97,8 @@ def _mail(smtp_url: str, to: str, data: dict, env) -> None:
     message["From"] = env.get("ANALYTICS_NOTIFY_FROM", f"analytics@{socket.gethostname()}")
     message["To"] = to
     lines = [f"Cycle {data['cycle_id']} as of {data['as_of']} on {data['host']}: {data['status']}", ""]
-    lines += [f"{j['job']} {j['district_id']}: {j['status']} {j['message']}".rstrip() for j in data["jobs"]]
+    lines += [f"{j['job']} {j['district_id']}: {j['status']} {printable(j['message'])}".rstrip()
+              for j in data["jobs"]]
     message.set_content("\n".join(lines) + "\n\n" + json.dumps(data, indent=2))
     client = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
     with client(parts.hostname, parts.port or (465 if parts.scheme == "smtps" else 25), timeout=TIMEOUT_SECONDS) as s:

@@ -5,6 +5,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from analytics.bands import BAND_ORDER
+from analytics.printable import printable
 from config import District
 from storage.ddl import existing_columns
 from storage.frames import read_frame
@@ -19,12 +20,16 @@ TYPE_NAMES = {1: "1 assessment", 2: "2 forecast", 3: "3 this year's average", 4:
 
 
 def text_table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    lines = [header, *rows]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
+    """Rows under a header, in aligned columns; every cell made printable (a file name with
+    a newline or an ANSI escape stays in its cell, escaped)."""
+    lines = [[printable(v) for v in line] for line in [header, *rows]]
+    widths = [max(len(x) for x in column) for column in zip(*lines)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def cycle_summary(cycle: CycleResult) -> str:
+    """The end-of-cycle summary for a terminal or a cron log; every value from outside (file
+    names, reasons, messages) is made printable, so each line is one line of the summary."""
     rows = [
         [r.job, r.district_id, r.result.status, f"{r.seconds:.2f}", f"{r.result.rows_in:,}",
          f"{r.result.rows_out:,}", f"{r.result.rows_rejected:,}"]
@@ -34,22 +39,22 @@ def cycle_summary(cycle: CycleResult) -> str:
     out.append(text_table(rows, ["job", "district", "status", "seconds", "rows in", "rows out", "rejected"]))
     for r in cycle.records:
         if r.result.message:
-            out.append(f"  {r.job} {r.district_id}: {r.result.message}")
+            out.append(f"  {r.job} {r.district_id}: {printable(r.result.message)}")
     failed_files = [(r.district_id, path, why) for r in cycle.records
                     for path, why in r.result.details.get("failed_files", [])]
     if failed_files:
         out.append("files that failed to load (listed every cycle until a version of the same path loads):")
-        out += [f"  {district}: {path}: {why}" for district, path, why in failed_files]
+        out += [f"  {district}: {printable(path)}: {printable(why)}" for district, path, why in failed_files]
     empty = [(r.district_id, path, note) for r in cycle.records
              for path, note in r.result.details.get("files_with_nothing_loaded", [])]
     if empty:
         out.append("files that loaded no row (every row rejected):")
-        out += [f"  {district}: {path}: {note}" for district, path, note in empty]
+        out += [f"  {district}: {printable(path)}: {printable(note)}" for district, path, note in empty]
     rejected = sum(r.result.rows_rejected for r in cycle.records)
     if rejected:
         out.append(f"{plural(rejected, 'row')} quarantined: see the rejected_rows table (file, line, reason).")
     for warning in cycle.warnings:
-        out.append(f"WARNING: {warning}")
+        out.append(f"WARNING: {printable(warning)}")
     if cycle.unconfigured:
         out.append("landing folders that are not configured districts (not read): "
                    + ", ".join(repr(n) for n in cycle.unconfigured))
@@ -82,7 +87,7 @@ def district_report(engine, district: District) -> str:
             .where(ingested_files.c.district_id == district.id)
             .group_by(ingested_files.c.status).order_by(ingested_files.c.status)
         ).all()
-    out = [f"{district.name} ({district.id}): {plural(len(frame), 'student')}"]
+    out = [f"{printable(district.name)} ({district.id}): {plural(len(frame), 'student')}"]
     crosstab = pd.crosstab(
         frame["type"].map(TYPE_NAMES).fillna("none"),
         frame["performance"].fillna("no band"),
@@ -132,10 +137,10 @@ def _recommendation_lines(recs: pd.DataFrame, runs: pd.DataFrame, effects: pd.Da
             f"(associated {p.expected_gain:+.1f} points, interval {p.gain_low:+.1f} to {p.gain_high:+.1f})"
             for p in picks.itertuples()
         )
-        lines.append(f"    {student} ({picks['evidence'].iloc[0]} evidence): {items}")
+        lines.append(f"    {printable(student)} ({picks['evidence'].iloc[0]} evidence): {items}")
     if len(reasons):
         counts = reasons["reason"].value_counts()
-        lines.append("    without a recommendation: " + ", ".join(f"{n} {why}" for why, n in counts.items()))
+        lines.append("    without a recommendation: " + ", ".join(f"{n} {printable(why)}" for why, n in counts.items()))
     if len(effects):
         ranked = effects.assign(order=effects["status"].str.startswith("resolved").map({True: 0, False: 1}))
         top = ranked.sort_values(["order", "effect"], ascending=[True, False]).head(3)

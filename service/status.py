@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from analytics import clix as clix_rules
+from analytics.printable import printable
 from config import Settings
 from jobs import clix
 from storage.frames import read_frame
@@ -265,7 +266,7 @@ def render(data: dict) -> str:
                              "rows in", "rows out", "rows rejected", "failed jobs"])
                if rows else "  no cycle has run yet")
     for c in data["cycles"][:1]:
-        out += [f"  {e}" for e in c["failed_jobs"]]
+        out += [f"  {printable(e)}" for e in c["failed_jobs"]]
     out.append("\nDistricts")
     out.append(text_table([[d["district_id"], "yes" if d["enabled"] else "no", d["state"],
                         _when(d["last_successful_dailypull"]) if d["state"] != NO_DATA else "-",

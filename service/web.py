@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from analytics import dashboard
+from analytics.printable import spreadsheet_cell
 from config import Settings
 from models import (app_effects, dataframe_table, district_app_summary, most_used_software, recommendations,
                     usage_weekly)
@@ -68,10 +69,12 @@ def _cell(value):
 
 
 def csv_text(frame: pd.DataFrame) -> str:
-    """A frame as CSV for a spreadsheet: a cell starting with =, +, - or @ (a formula) is
-    quoted with a leading apostrophe so it is shown, never run."""
+    """A frame as CSV for a spreadsheet: a text cell starting with =, +, -, @, TAB or CR (a
+    formula) gets a leading apostrophe so it is shown, never run, and control characters
+    (an ANSI escape, a newline) are written escaped (analytics.printable)."""
     out = frame.astype(object).where(frame.notna(), "")
-    out = out.map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v)
+    out = out.map(spreadsheet_cell)
+    out.columns = [spreadsheet_cell(str(c)) for c in out.columns]
     return out.to_csv(index=False)
 
 

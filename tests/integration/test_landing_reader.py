@@ -61,13 +61,13 @@ def test_the_passphrase_never_reaches_a_command_line(tmp_path, service_keyring, 
     plain = write(tmp_path, "usage.csv")
     encrypted = service_keyring.encrypt(plain, tmp_path / "usage.csv.gpg")
     seen = []
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
 
-    def spy(args, **kwargs):
+    def spy(args, *rest, **kwargs):  # every child: subprocess.run starts its own through Popen too
         seen.append(list(args))
-        return real_run(args, **kwargs)
+        return real_popen(args, *rest, **kwargs)
 
-    monkeypatch.setattr(decrypt.subprocess, "run", spy)
+    monkeypatch.setattr(decrypt.subprocess, "Popen", spy)
     sha, size = fingerprint(encrypted)
     with FileReader(landing_file(encrypted), size) as reader:
         assert sum(len(c.cells) for c in reader.chunks()) == ROWS

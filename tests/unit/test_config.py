@@ -43,7 +43,7 @@ def test_valid_file_gives_settings_with_defaults_and_overrides():
 def test_unknown_top_level_key():
     raw = copy.deepcopy(VALID) | {"shedule": {}}
     assert problems(raw) == ["unknown key 'shedule'; expected one of "
-                             "['assessment_window_days', 'bands', 'districts', 'latest_window_days', "
+                             "['assessment_window_days', 'bands', 'districts', 'gpg_senders', 'latest_window_days', "
                              "'most_used_top_n', 'recommend_min_schools', 'recommend_min_students', "
                              "'recommend_min_users', 'schedule', 'school_year_start', 'stale_after_days', 'web']"]
 
@@ -238,3 +238,18 @@ def test_standards_rules_are_checked_by_name():
                                                   "timezone": "Mars/Olympus", "colour": 1})))
     assert "standards: actor: unknown rule(s) ['email']" in found
     assert "standards: apps: 'Lexia':" in found and "Mars/Olympus" in found and "unknown key 'colour'" in found
+
+
+def test_gpg_senders_are_checked_in_districts_yaml():
+    with pytest.raises(ConfigError) as raised:
+        config.parse({"gpg_senders": ["0x9D450D0437EEF06B"],
+                      "districts": [{"id": "alpha", "apps": ["ixl"], "gpg_senders": "ABCD"}]})
+    assert raised.value.problems == [
+        "gpg_senders: '0x9D450D0437EEF06B' is a key id, not a fingerprint: give the 40 hex digits gpg "
+        "--fingerprint prints for the sender's key",
+        "district 'alpha': gpg_senders must be a list of OpenPGP fingerprints (40 hex digits, as gpg "
+        "--fingerprint prints them); got 'ABCD'",
+    ]
+    fpr = "8FCE CD07 D8BF 4C98 CEF0  2322 BB88 2831 114A CD36"
+    s = config.parse({"gpg_senders": [fpr], "districts": [{"id": "alpha", "apps": ["ixl"]}]})
+    assert s.district("alpha").gpg_senders == ("8FCECD07D8BF4C98CEF02322BB882831114ACD36",)
