@@ -1,6 +1,7 @@
 """What every job receives and returns."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -10,6 +11,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 SUCCEEDED = "succeeded"
 COMPLETED_WITH_ERRORS = "completed_with_errors"
@@ -49,7 +52,9 @@ def checkpoint(name: str) -> None:
     if os.environ.get("ANALYTICS_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("ANALYTICS_PAUSE_AT") == name:
-        time.sleep(float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5")))
+        seconds = float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5"))
+        log.warning("test hook: pausing %.0f s at %s (ANALYTICS_PAUSE_AT)", seconds, name)
+        time.sleep(seconds)
 
 
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
