@@ -17,7 +17,8 @@ def app_minutes_wide(app_minutes: pd.DataFrame, apps: Sequence[str]) -> pd.DataF
 
     Input: student_id, app, minutes (minutes of use in the window, one row per student and
     app). Apps not in `apps` are left out. Output: student_id, then `app_<id>` for each app
-    in `apps` order (Float64 minutes, 0 where unused), then total_minutes (their sum).
+    in `apps` order (Float64 minutes, 0 where unused), then total_minutes (their sum, summed
+    in app id order whatever order `apps` lists them in: the same minutes, the same bits).
     """
     listed = app_minutes.loc[app_minutes["app"].isin(list(apps))]
     wide = (
@@ -30,7 +31,7 @@ def app_minutes_wide(app_minutes: pd.DataFrame, apps: Sequence[str]) -> pd.DataF
     wide.columns = app_columns(apps)
     wide.columns.name = None
     return (
-        wide.assign(total_minutes=wide.sum(axis=1).astype("Float64"))
+        wide.assign(total_minutes=wide[app_columns(sorted(apps))].sum(axis=1).astype("Float64"))
         .reset_index()
         .astype({"student_id": "string"})
     )

@@ -108,6 +108,8 @@ def assessment_rows(students: pd.DataFrame, assessments: pd.DataFrame, *, back: 
     days = (
         assessments.loc[assessments["student_id"].isin(typed.index)]
         .assign(date=lambda f: pd.to_datetime(f["date"]))
+        # a day's mean summed in one order, whatever order the rows came in: the same bits
+        .sort_values(["student_id", "date", "score"], kind="stable")
         .groupby(["student_id", "date"], sort=True)["score"].mean().reset_index()
     )
     days["back"] = days.groupby("student_id").cumcount(ascending=False)  # 0: the latest day
@@ -144,6 +146,14 @@ def usage_features(rows: pd.DataFrame, usage: pd.DataFrame, apps: Sequence[str],
     who, days_before = who[keep], days_before[keep]
     minutes = mine["minutes"].to_numpy(dtype="float64")[keep]
     app = pd.Categorical(mine["app"], categories=apps).codes[keep]
+    # Sums in key order (student, app, day), whatever order the rows came in: a float sum
+    # depends on its order, and the same rows must give the same bits. Rows read in that
+    # order (the job's ORDER BY) are only checked, not sorted.
+    key = (who.astype("int64") * max(k, 1) + app) * 100_000 + (99_999 - days_before)
+    step = np.diff(key)
+    if not ((step > 0) | ((step == 0) & (np.diff(minutes) >= 0))).all():  # a repeated key: by minutes
+        order = np.lexsort((minutes, key))
+        who, days_before, minutes, app = who[order], days_before[order], minutes[order], app[order]
     in_window = days_before <= window_days
     window = np.bincount(who[in_window] * k + app[in_window], minutes[in_window], n * k).reshape(n, k).astype("float64")
     earlier = np.bincount(who[~in_window] * k + app[~in_window], minutes[~in_window], n * k).reshape(n, k)
@@ -674,7 +684,13 @@ def recommend(students: pd.DataFrame, assessments: pd.DataFrame, usage: pd.DataF
     """The whole method for one district (see the module docstring). Every fit (the gate's
     models and the per-app effects) learns from training_sample(`train_max_students`);
     every type 1 student is scored and gets a recommendation or a reason. BLAS and OpenMP
-    use at most `threads` threads throughout (features, fits, scoring, effects)."""
+    use at most `threads` threads throughout (features, fits, scoring, effects).
+
+    Reproducible: `apps` are used in sorted order (the features' columns, hence every fit,
+    do not follow the order the district lists them in), and every computation follows the
+    rows' key order (students by student_id, sums in key order), not the order the frames
+    came in: the same rows in any order give bit-identical output."""
+    apps = sorted(apps)
     with threadpool_limits(limits=max(int(threads), 1)):
         return _recommend(students, assessments, usage, apps, window_days=window_days, year_start=year_start,
                           min_students=min_students, min_schools=min_schools, min_users=min_users,

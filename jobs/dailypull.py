@@ -21,7 +21,7 @@ from analytics.student_types import student_types
 from analytics.usage_rollup import activity_summary, last_active_day
 from config import District
 from storage.ddl import AddColumn, DropColumn, existing_columns
-from storage.database import is_postgres, snapshot
+from storage.database import code_point_order, is_postgres, snapshot
 from storage.frames import bulk_insert, read_frame, read_frame_via_copy
 from jobs import changes, ingest, rollup
 from jobs.job import JobContext, JobResult, checkpoint, plural
@@ -171,7 +171,8 @@ def _read_inputs(conn, district: District, start, as_of, rolled: dict | None) ->
         "activity": rolled["activity"],
         "assessments": read_frame(conn, select(assessments.c.student_id, assessments.c.date, assessments.c.score)
                                   .where(in_district["assessments"], assessments.c.date.between(start, as_of))
-                                  .order_by(assessments.c.student_id, assessments.c.assessment_id)),
+                                  .order_by(*code_point_order(conn, assessments.c.student_id,
+                                                              assessments.c.assessment_id))),
         "forecasts": read_frame(conn, select(forecasts.c.student_id, forecasts.c.date, forecasts.c.score)
                                 .where(in_district["forecasts"], forecasts.c.date.between(start, as_of))),
         "averages": read_frame(conn, select(score_averages.c.student_id, score_averages.c.school_year,
@@ -209,7 +210,8 @@ def _read_night_inputs(conn, district: District, year_start, as_of, scope: pd.Se
         "assessments": read_frame(conn, theirs(select(assessments.c.student_id, assessments.c.date,
                                                       assessments.c.score), assessments)
                                   .where(assessments.c.date.between(year_start, as_of))
-                                  .order_by(assessments.c.student_id, assessments.c.assessment_id)),
+                                  .order_by(*code_point_order(conn, assessments.c.student_id,
+                                                              assessments.c.assessment_id))),
         "forecasts": read_frame(conn, theirs(select(forecasts.c.student_id, forecasts.c.date, forecasts.c.score),
                                              forecasts).where(forecasts.c.date.between(year_start, as_of))),
         "averages": read_frame(conn, theirs(select(score_averages.c.student_id, score_averages.c.school_year,

@@ -25,7 +25,9 @@ from psycopg2 import Error as PsycopgError
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy import Column, Integer, MetaData, Table, delete, func, literal, select, update
 
-from analytics.landing_rows import DAY_FIRST, KINDS, US_STYLE, reason_category, slashed_day_examples, validate
+from analytics.landing_rows import (
+    DAY_FIRST, KINDS, NUL_SHOWN, US_STYLE, reason_category, slashed_day_examples, validate,
+)
 from analytics.usage_rollup import Folded
 from analytics.usage_rollup import rollup as rollup_of
 from config import District, Settings
@@ -242,7 +244,7 @@ def lock_district(conn, district: District) -> None:
 def _record(conn, district: District, file: LandingFile, sha: str, started: datetime, **values) -> None:
     """Write (insert or update) the manifest row of a file that did not load."""
     if values.get("error"):
-        values = {**values, "error": redact(values["error"]).replace("\x00", "\ufffd")[:2000]}
+        values = {**values, "error": redact(values["error"]).replace("\x00", NUL_SHOWN)[:2000]}
     row = {
         "district_id": district.id, "path": file.relpath, "school": file.school, "sha256": sha,
         "bytes": file.bytes, "kind": file.kind, "format": file.ending, "arrived_at": file.modified_at,
@@ -460,6 +462,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     def prepared_chunks():
         """Validated chunks with their COPY text, made on a reader thread while the
         database takes the previous chunk (parsing and COPY overlap on two cores)."""
+        checkpoint("ingest.reading")  # on the reader thread, before the header
         for chunk in reader.chunks():
             good, bad = validate(kind, chunk.cells)
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
@@ -613,25 +616,34 @@ def _copy_new_rows(conn, target: Table, rows: Prepared) -> int:
 @contextmanager
 def ahead(items: Iterator, depth: int = 1):
     """Iterate `items` on a thread, at most `depth` items ahead of the consumer; an
-    exception there is raised here. Leaving the block early stops the thread."""
+    exception there is raised here. Leaving the block early stops the thread.
+
+    A stop signal (Stopping, KeyboardInterrupt: not an Exception) leaves at once, without
+    waiting for the thread to finish the item it is on (a header of 80,000 columns, a large
+    block): that work is not wanted, and SIGTERM must be honoured promptly. The thread, a
+    daemon, ends at its next hand-over; the process never waits for it."""
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
+    def offer(message) -> bool:
+        """Hand a message over unless the consumer has left."""
+        while not stop.is_set():
+            try:
+                handoff.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(("item", item)):
                     return
-            handoff.put(("end", done))
+            offer(("end", done))
         except BaseException as exc:  # handed to the consumer, raised there
-            handoff.put(("error", exc))
+            offer(("error", exc))
         finally:
             close = getattr(items, "close", None)
             if close is not None:  # a generator's own cleanup (files) runs now, on this thread
@@ -648,28 +660,33 @@ def ahead(items: Iterator, depth: int = 1):
 
     thread = threading.Thread(target=produce, name="ingest-reader", daemon=True)
     thread.start()
+    stopped = False
     try:
         yield consume()
+    except BaseException as exc:
+        stopped = not isinstance(exc, Exception)  # a stop signal: not waiting for the thread
+        raise
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a producer waiting to put
+        while not stopped and thread.is_alive():  # unblock a producer waiting to put
             try:
                 handoff.get(timeout=0.1)
             except queue.Empty:
                 pass
-        thread.join()
+        if not stopped:
+            thread.join()
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def storable_raw(raw: pd.Series) -> pd.Series:
-    """Rejected rows' text (and reasons, which quote cells) as stored: NUL shown as U+FFFD,
+    """Rejected rows' text (and reasons, which quote cells) as stored: NUL shown as \\x00,
     cut to ANALYTICS_MAX_RAW_CHARS characters (marked when cut), every secret value of the
     environment masked."""
     limit = Limits.from_environment().raw_chars
     text = raw.map(lambda v: _LONE_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v)  # a quoted JSON escape
-    text = text.astype("string").str.replace("\x00", "\ufffd", regex=False)  # a reason may quote a NUL cell
+    text = text.astype("string").str.replace("\x00", NUL_SHOWN, regex=False)  # a reason may quote a NUL cell
     long = text.str.len() > limit
     if long.any():  # few rows: cut each as bounded_raw does
         text = text.where(~long, text.loc[long].map(lambda value: bounded_raw(value, limit)).astype("string"))

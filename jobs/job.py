@@ -1,6 +1,7 @@
 """What every job receives and returns."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -12,6 +13,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 SUCCEEDED = "succeeded"
 COMPLETED_WITH_ERRORS = "completed_with_errors"
@@ -58,8 +61,10 @@ def checkpoint(name: str) -> None:
     if os.environ.get("ANALYTICS_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("ANALYTICS_PAUSE_AT") == name:
+        seconds = float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5"))
+        log.warning("test hook: pausing %.0f s at %s (ANALYTICS_PAUSE_AT)", seconds, name)
         print(f"paused at {name}", file=sys.stderr, flush=True)  # for a test to act on
-        time.sleep(float(os.environ.get("ANALYTICS_PAUSE_SECONDS", "5")))
+        time.sleep(seconds)
     check = between_steps.get()
     if check is not None:
         check()

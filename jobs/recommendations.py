@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from analytics.school_year import school_year_containing
 from config import District
 from storage.ddl import existing_columns
-from storage.database import snapshot
+from storage.database import code_point_order, snapshot
 from storage.frames import insert_missing, read_frame, read_frames, replace_district_rows
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
@@ -89,26 +89,38 @@ def _prerequisites_missing(engine, district: District, as_of: date) -> list[str]
 
 def _read(engine, district: District, as_of: date, year) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Type 1 students (with their latest earlier-year average), this year's assessments and
-    usage up to the as-of day."""
+    usage up to the as-of day.
+
+    Every read is in key order (student_id, then the rest of the table's key; text in
+    code-point order on both databases): the model's rows, and the order its sums are
+    summed in, are then the same whatever the tables' physical order (a reload, a VACUUM
+    FULL, a dailypull that rewrote the rows), so the same data give bit-identical output."""
     table = dataframe_table(district.id, district.apps)
+    apps = sorted(district.apps)
     with snapshot(engine) as conn:
         if existing_columns(conn, table.name) is None:
             raise NotPublished(f"{table.name} does not exist yet: run dailypull for {district.id} first")
         students = read_frame(conn, select(table.c.student_id, table.c.school_id, table.c.grade, table.c.type,
-                                           table.c.score, table.c.performance).where(table.c.type == 1))
+                                           table.c.score, table.c.performance).where(table.c.type == 1)
+                              .order_by(*code_point_order(conn, table.c.student_id)))
         scores = read_frame(conn, select(assessments.c.student_id, assessments.c.date, assessments.c.score)
                             .where(assessments.c.district_id == district.id,
-                                   assessments.c.date.between(year.start, as_of)))
+                                   assessments.c.date.between(year.start, as_of))
+                            .order_by(*code_point_order(conn, assessments.c.student_id, assessments.c.date,
+                                                        assessments.c.assessment_id)))
         prior = read_frame(conn, select(score_averages.c.student_id, score_averages.c.school_year,
                                         score_averages.c.score.label("prior_average"))
                            .where(score_averages.c.district_id == district.id,
-                                  score_averages.c.school_year < year.label, score_averages.c.as_of <= as_of))
+                                  score_averages.c.school_year < year.label, score_averages.c.as_of <= as_of)
+                           .order_by(*code_point_order(conn, score_averages.c.student_id,
+                                                       score_averages.c.school_year)))
         daily = _read_usage(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes).where(
             usage.c.district_id == district.id, usage.c.date.between(year.start, as_of),
-            usage.c.app.in_(district.apps), usage.c.minutes > 0,
-            usage.c.student_id.in_(select(table.c.student_id).where(table.c.type == 1))),
-            students["student_id"], district.apps)
-    prior = prior.sort_values(["student_id", "school_year"]).drop_duplicates("student_id", keep="last")
+            usage.c.app.in_(apps), usage.c.minutes > 0,
+            usage.c.student_id.in_(select(table.c.student_id).where(table.c.type == 1)))
+            .order_by(*code_point_order(conn, usage.c.student_id, usage.c.app, usage.c.date)),
+            students["student_id"], apps)
+    prior = prior.sort_values(["student_id", "school_year"], kind="stable").drop_duplicates("student_id", keep="last")
     students = (
         students.merge(prior[["student_id", "prior_average"]], on="student_id", how="left", validate="1:1")
         .astype({"type": "Int64"})
@@ -154,7 +166,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
     students, scores, daily = _read(engine, district, ctx.as_of, year)
     checkpoint("recommendations.read")  # before the fits: a job that lost its lock stops here
     outcome = recommend.recommend(
-        students, scores, daily, district.apps, window_days=district.assessment_window_days, year_start=year.start,
+        students, scores, daily, sorted(district.apps), window_days=district.assessment_window_days, year_start=year.start,
         min_students=district.recommend_min_students, min_schools=district.recommend_min_schools,
         min_users=district.recommend_min_users, random_state=RANDOM_STATE, threads=_cores(),
         train_max_students=recommend.TRAIN_MAX_STUDENTS,

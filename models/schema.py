@@ -23,8 +23,29 @@ from sqlalchemy import (
 )
 
 from analytics.identifiers import check_app_id, check_district_id
+from analytics.landing_rows import NUL_SHOWN
 
 metadata = MetaData()
+
+
+class StoredText(Text):
+    """Free text that may quote what came from outside (a file's error and notes, a rejected
+    row's text and reasons, a job's message): a NUL character, which PostgreSQL's text
+    cannot hold ("A string literal cannot contain NUL"), is written as the four characters
+    \\x00, on both databases. Bound values get it here; the bulk paths (storage/frames.py)
+    do the same for these columns."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect):
+        base = super().bind_processor(dialect)
+
+        def process(value):
+            if isinstance(value, str) and "\x00" in value:
+                value = value.replace("\x00", NUL_SHOWN)
+            return base(value) if base is not None else value
+
+        return process
 
 POSTGRES_IDENTIFIER_BYTES = 63
 ID = String(64)
@@ -151,8 +172,8 @@ ingested_files = Table(
     Column("status", String(16), nullable=False),  # loaded | duplicate | failed
     Column("rows_loaded", Integer, nullable=False, default=0),
     Column("rows_rejected", Integer, nullable=False, default=0),
-    Column("error", Text),
-    Column("notes", Text),
+    Column("error", StoredText),
+    Column("notes", StoredText),
     Column("arrived_at", DateTime(timezone=True)),  # the file's modification time
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
@@ -201,7 +222,7 @@ school_heartbeats = Table(
     Column("disk_used_bytes", BigInteger),  # `df -h` of / (sizes as df prints them, 1024-based)
     Column("disk_free_bytes", BigInteger),
     Column("uptime_seconds", BigInteger),
-    Column("note", Text),  # an empty or cut file: seen, and what was missing
+    Column("note", StoredText),  # an empty or cut file: seen, and what was missing
     Column("file_id", BigInteger, nullable=False),
 )
 
@@ -304,7 +325,7 @@ fetch_ledger = Table(  # one row per object fetched (or tried) from a district's
     Column("local_path", Text),  # relative to LANDING_DIR, as ingest's manifest has it
     Column("fetched_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False),  # fetched | failed | limit
-    Column("error", Text),
+    Column("error", StoredText),
 )
 Index("ix_fetch_ledger_object", fetch_ledger.c.district_id, fetch_ledger.c.source, fetch_ledger.c.remote_path)
 
@@ -316,8 +337,8 @@ rejected_rows = Table(
     Column("district_id", String(31), nullable=False),
     Column("path", Text, nullable=False),
     Column("line", Integer),
-    Column("reason", Text, nullable=False),
-    Column("raw", Text),
+    Column("reason", StoredText, nullable=False),
+    Column("raw", StoredText),
 )
 
 job_runs = Table(
@@ -333,7 +354,7 @@ job_runs = Table(
     Column("rows_in", BigInteger),
     Column("rows_out", BigInteger),
     Column("rows_rejected", BigInteger),
-    Column("message", Text),
+    Column("message", StoredText),
     Column("host", Text),
     Column("as_of", Date),  # the day the cycle computed as of
 )

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from analytics.landing_rows import KINDS, HeaderError, Kind, check_header
+from analytics.landing_rows import KINDS, NUL_SHOWN, HeaderError, Kind, check_header
 from readers.decrypt import DecryptionError, decrypted
 from readers.limits import Limits, LimitExceeded, bounded_raw, json_depth
 
@@ -305,8 +305,8 @@ _NO_MALFORMED = pd.DataFrame({"line": pd.Series([], dtype="Int64"), "reason": pd
 
 
 def _storable(text: str) -> str:
-    """Text any database can store: undecodable bytes and NUL shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
+    """Text any database can store: undecodable bytes shown as U+FFFD, NUL as \\x00."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", NUL_SHOWN)
 
 
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -332,9 +332,42 @@ def check_csv_header(kind: Kind, header: list[str]) -> tuple[list[str], list[str
         raise
 
 
+class _Remembered:
+    """Lines handed to csv.reader, the last one kept: the text of a row it refuses."""
+
+    def __init__(self, lines: Iterator[str]):
+        self._lines = lines
+        self.last = ""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self._lines)
+        return self.last
+
+
+def _rows(reader, source: _Remembered, bad: list[tuple[int, str, str]]) -> Iterator[list[str]]:
+    """csv.reader's rows; a row with a field past the CSV field limit (a 200,000-character
+    student id) goes to `bad` with its line and the limit, and the rows after it are read."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field larger than field limit" not in str(exc):
+                raise
+            limit = csv.field_size_limit()
+            bad.append((reader.line_num, f"line {reader.line_num:,} has a field longer than {limit:,} characters "
+                                         "(the CSV field limit): the row is not read", source.last.rstrip("\r\n")))
+            yield None  # a row refused: counts toward the chunk
+
+
 def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[str],
                 limits: Limits = Limits()) -> Iterator[Chunk]:
-    reader = csv.reader(_bounded_lines(text, limits.line_bytes))
+    source = _Remembered(_bounded_lines(text, limits.line_bytes))
+    reader = csv.reader(source)
     header = next(reader, None)
     if header is None:
         raise FileUnreadable("the file is empty: a header row is required")
@@ -343,26 +376,30 @@ def _csv_chunks(text: io.TextIOBase, kind: Kind, chunk_rows: int, notes: list[st
     if extra:
         notes.append(f"extra columns ignored: {', '.join(extra)}")
     width = len(names)
+    bad: list[tuple[int, str, str]] = []
+    rows_of = _rows(reader, source, bad)
     while True:
         rows: list[list[str]] = []
         lines: list[int] = []
-        bad: list[tuple[int, str, str]] = []
+        bad.clear()
         held = 0  # characters in this chunk: a chunk ends at chunk_rows rows or chunk_bytes of text
-        for row in reader:
-            if not row:  # a blank line
+        for row in rows_of:
+            if row is None:  # refused by csv.reader (in `bad` already)
+                held += len(source.last)
+            elif not row:  # a blank line
                 continue
-            if len(row) != width:
+            elif len(row) != width:
                 bad.append((reader.line_num, f"expected {width} fields, got {len(row)}", ",".join(row)))
             else:
                 rows.append(row)
                 lines.append(reader.line_num)
-            held += sum(map(len, row))
+            held += sum(map(len, row or ()))
             if len(rows) + len(bad) >= chunk_rows or held >= limits.chunk_bytes:
                 break
         if not rows and not bad:
             return
         columns = list(zip(*rows)) if rows else [()] * width
-        yield _chunk(names, columns, lines, [",".join(r) for r in rows], bad)
+        yield _chunk(names, columns, lines, [",".join(r) for r in rows], list(bad))
 
 
 class _Counting(io.RawIOBase):
@@ -546,8 +583,8 @@ def _parquet_chunks(path: Path, kind: Kind, chunk_rows: int, notes: list[str],
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise FileUnreadable(f"not a readable Parquet file ({exc})") from None
+    _check_width(parquet.metadata.num_columns, limits, "the file has")  # before any per-column work
     original = parquet.schema_arrow.names
-    _check_width(len(original), limits, "the file has")
     names, extra = check_header(kind, original)
     if extra:
         notes.append(f"extra columns ignored: {', '.join(extra)}")

@@ -5,6 +5,7 @@ settable from the environment (README, "Reliability"). Memory stays bounded by a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 MIB = 1 << 20
@@ -54,11 +55,16 @@ class Limits:
         )
 
 
+_CUT = re.compile(r"\.\.\. \[cut: ([\d,]+) characters in all\]$")
+
+
 def bounded_raw(text: str, limit: int) -> str:
-    """A rejected row's text as stored: at most `limit` characters, marked when cut."""
+    """A rejected row's text as stored: at most `limit` characters, marked when cut (a text
+    cut before, by a reader, keeps the length it had in all)."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}... [cut: {len(text):,} characters in all]"
+    before = _CUT.search(text)
+    return f"{text[:limit]}... [cut: {before.group(1) if before else f'{len(text):,}'} characters in all]"
 
 
 def json_depth(line: str, limit: int) -> int:

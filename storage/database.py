@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, String, create_engine, event, func, inspect, select
 from sqlalchemy.engine import Connection
 
 from models import metadata
@@ -139,6 +139,16 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
+
+
+def code_point_order(conn: Connection | Engine, *columns) -> list:
+    """ORDER BY terms that sort the same on every database: text in code-point order
+    (PostgreSQL: COLLATE "C", whatever the database's own collation; SQLite's BINARY
+    already is), other types as they are. For reads whose row order reaches a computation
+    (a float sum, a model's rows): the same rows then give the same bits."""
+    if not is_postgres(conn):
+        return list(columns)
+    return [c.collate("C") if isinstance(c.type, String) else c for c in columns]
 
 
 def snapshot(engine: Engine) -> Connection:

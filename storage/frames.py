@@ -29,6 +29,8 @@ from sqlalchemy.types import (
     String,
 )
 
+from analytics.landing_rows import NUL_SHOWN
+from models.schema import StoredText
 from storage.database import is_postgres
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ def _sqlite_rows(frame: pd.DataFrame, table: Table) -> list[tuple]:
         elif isinstance(column_type, Float):
             values = values.astype("float64")
         elif isinstance(column_type, String):  # empty text is NULL, as COPY reads it
+            if isinstance(column_type, StoredText):  # NUL shown as \x00, as a bound value is
+                values = values.astype("string").str.replace("\x00", NUL_SHOWN, regex=False)
             values = values.astype(object).where(values.astype("string").fillna("").ne(""))
         array = values.astype(object).to_numpy()
         columns.append(np.where(pd.isna(array), None, array))
@@ -83,6 +87,8 @@ def _copy_csv(frame: pd.DataFrame, table: Table) -> io.BytesIO:
             array = pa.array([None if v is None else "\\x" + bytes(v).hex() for v in values], type=pa.string())
         else:  # text: empty is NULL
             text = values.astype("string")
+            if isinstance(column_type, StoredText):  # NUL shown as \x00 (COPY refuses a NUL), as a bound value is
+                text = text.str.replace("\x00", NUL_SHOWN, regex=False)
             array = pa.array(text.mask(text.eq("")), type=pa.string(), from_pandas=True)
         arrays.append(array)
     buffer = io.BytesIO()

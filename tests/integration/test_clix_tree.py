@@ -174,5 +174,5 @@ def test_a_row_that_is_not_utf8_is_rejected_and_the_rest_of_its_file_loads(engin
     with engine.connect() as conn:
         rejected = [(r.line, r.reason, r.raw) for r in conn.execute(select(rejected_rows).order_by(rejected_rows.c.line))]
     assert rejected == [(2, "the row has bytes that are not UTF-8", "Motion\ufffd\ufffd,L1,A1,en,2018-09-14 11:00:00,,next,600,"),
-                        (3, "the row has a NUL byte", "Motion,L1,A1,en,2018-09-14 12:00:00,,next,1\ufffd20,")]
+                        (3, "the row has a NUL byte", "Motion,L1,A1,en,2018-09-14 12:00:00,,next,1\\x0020,")]
     assert _usage(engine)[("mz17-meena", "motion", "2018-09-15")] == 2.0

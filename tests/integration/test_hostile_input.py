@@ -6,6 +6,7 @@ rusage: peak RSS and CPU seconds, never a wall-clock deadline). SQLite and Postg
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -297,3 +298,136 @@ def test_one_nul_byte_costs_linear_time(engine, tmp_path):
     small = _cpu_seconds_to_ingest(engine, tmp_path / "small", 10_000, "s")
     large = _cpu_seconds_to_ingest(engine, tmp_path / "large", 40_000, "t")  # new students: nothing replaced
     assert large < 8 * max(small, 0.05), (small, large)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _job_runs(url) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text("select job, status, message from job_runs order by run_id"))]
+    except sa.exc.OperationalError:  # SQLite: the tables are not there yet
+        return []
+    except sa.exc.ProgrammingError:  # PostgreSQL: the same
+        return []
+    finally:
+        engine.dispose()
+
+
+HANG_GUARD_S = 240  # wall-clock: only so that a hung process fails the test instead of hanging CI
+
+
+def test_a_sigterm_while_a_huge_header_is_read_is_honoured_at_once(place):
+    """A header of 80,000 columns (the limit raised, so that it is read and checked in full)
+    and SIGTERM while the reader thread is on it: the process exits as interrupted, records
+    the interruption and nothing of the file, without finishing the header (it took 84 s to
+    exit at 80k columns: the header check was quadratic, and the stop waited for the reader).
+    The pause hook holds the reader on the file for 600 s, so the stop cannot wait for it;
+    the CPU seconds spent after the signal show that the header was not finished first."""
+    folder, url = place
+    header = "student_id,app,date,minutes," + ",".join(f"column_{i}" for i in range(80_000 - 4))
+    wide = put(folder, "landing/alpha/usage_wide.csv", header + "\nw1,ixl,2026-09-01,1" + ",x" * (80_000 - 4) + "\n")
+    os.utime(wide, (1_000_000_000, 1_000_000_000))  # the oldest file: read first
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LANDING_DIR", "DISTRICTS_FILE")}
+    environment.update(DATABASE_URL=url, ANALYTICS_MAX_COLUMNS="100000", ANALYTICS_MAX_LINE_BYTES=str(4 * MB),
+                       ANALYTICS_PAUSE_AT="ingest.reading", ANALYTICS_PAUSE_SECONDS="600")
+    err = folder / "err-signal"
+    with open(folder / "out-signal", "w") as stdout, open(err, "w") as stderr:
+        child = subprocess.Popen([sys.executable, str(REPO / "trigger.py"), "--as-of", "2026-11-22", "--jobs", "ingest",
+                                  "--district", "alpha"], cwd=folder, env=environment, stdout=stdout, stderr=stderr)
+    ended = None  # (wait status, rusage) once the child has exited
+    try:
+        started = time.monotonic()  # the reader is on the file once the hook says so (without it: 20 s on)
+        while "pausing 600 s at ingest.reading" not in err.read_text() and time.monotonic() - started < 20:
+            assert os.wait4(child.pid, os.WNOHANG)[0] == 0, err.read_text()[-3000:]  # not ended by itself
+            time.sleep(0.05)
+        assert ("ingest", "running", None) in _job_runs(url)
+        cpu_at_signal = _cpu_seconds(child.pid)
+        child.send_signal(signal.SIGTERM)
+        while ended is None and time.monotonic() - started < HANG_GUARD_S:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            ended = (status, usage) if pid else None
+            time.sleep(0.1)
+    finally:
+        if ended is None:
+            child.kill()
+            child.wait()
+    text = err.read_text()
+    assert ended is not None, f"still running {HANG_GUARD_S} s after it started, SIGTERM ignored: {text[-2000:]}"
+    status, usage = ended
+    assert os.waitstatus_to_exitcode(status) == 1 and "stopped by a signal" in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    runs = _job_runs(url)
+    assert [(job, state) for job, state, _ in runs] == [("ingest", "failed")]
+    assert "interrupted by a stop signal" in runs[0][2]
+    assert manifest(url) == {}  # the file's transaction rolled back: nothing of it recorded
+    spent = usage.ru_utime + usage.ru_stime - cpu_at_signal
+    assert spent < 20, f"{spent:.1f} CPU seconds after SIGTERM: the header was finished first"
+
+
+def test_a_student_id_of_200000_characters_costs_only_its_row(place):
+    """One id past the CSV field limit (131,072 characters) failed the whole file ('field
+    larger than field limit'): now that row is quarantined, naming its line and the limit, and
+    the file's other rows load (the fast reader hands the file to the exact one, which reads on)."""
+    folder, url = place
+    put(folder, "landing/alpha/usage_longid.csv", "student_id,app,date,minutes\nl1,ixl,2026-09-01,5\n"
+        + "q" * 200_000 + ",ixl,2026-09-01,5\nl2,lexia,2026-09-02,6\n")
+    code, _, err, _, _ = ingest(place)
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert manifest(url)["alpha/usage_longid.csv"] == ("loaded", "")
+    assert students(url) == ["g1", "g2", "g3", "l1", "l2"]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        [(line, reason, raw)] = conn.execute(sa.text("select line, reason, raw from rejected_rows")).all()
+    engine.dispose()
+    assert line == 3 and reason == ("line 3 has a field longer than 131,072 characters (the CSV field limit): "
+                                    "the row is not read")
+    assert raw.startswith("q" * 4096) and raw.endswith("... [cut: 200,017 characters in all]")
+
+
+def _stored_text(url) -> list[str]:
+    """Every stored error, note, message, reason and rejected row's text."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [v for query in ("select error from ingested_files", "select notes from ingested_files",
+                                    "select message from job_runs", "select reason from rejected_rows",
+                                    "select raw from rejected_rows")
+                    for v in conn.execute(sa.text(query)).scalars() if v is not None]
+    finally:
+        engine.dispose()
+
+
+def test_a_nul_in_a_header_or_a_row_is_stored_escaped_and_the_next_night_runs_too(place):
+    """A NUL in a header crashed ingest on PostgreSQL while writing the error ('A string
+    literal cannot contain NUL'), every night: its file failed as 'could not be loaded:
+    ValueError', and the job's own record (its message names the files) was never written,
+    left 'running'. Now every text written to the database shows NUL as \\x00: the file with a
+    NUL in a required column's name fails with a clear error, the one with a NUL in an extra
+    column's name loads (noted), a row with a NUL is quarantined, the other files load, and
+    the next night runs and is recorded the same way."""
+    folder, url = place
+    put(folder, "landing/alpha/usage_nulname.csv", b"student_id,ap\x00p,date,minutes\nn1,ixl,2026-09-01,5\n")
+    put(folder, "landing/alpha/usage_nulextra.csv", b"student_id,app,date,minutes,no\x00te\nn2,ixl,2026-09-01,5,x\n")
+    put(folder, "landing/alpha/usage_nulrow.csv", b"student_id,app,date,minutes\nn3,ixl,2026-09-01,5\n"
+                                                  b"n4,ix\x00l,2026-09-01,5\n")
+    for night in (1, 2):
+        code, out, err, _, _ = ingest(place)
+        assert code == 0 and "Traceback" not in err and "could not record" not in err, (night, err[-3000:])
+        files = manifest(url)
+        assert files["alpha/usage_nulname.csv"] == (
+            "failed", "missing required column(s) app for a usage file; header has student_id, ap\\x00p, date, "
+                      "minutes; expected student_id, app, date, minutes (optional: sessions)")
+        assert files["alpha/usage_nulextra.csv"][0] == files["alpha/usage_nulrow.csv"][0] == "loaded"
+        assert students(url) == ["g1", "g2", "g3", "n2", "n3"]
+        runs = _job_runs(url)
+        assert [state for _, state, _ in runs] == ["completed_with_errors"] * night  # each night recorded
+        assert "ap\\x00p" in runs[-1][2]
+    text = _stored_text(url)
+    assert not any("\x00" in v for v in text)
+    assert "extra columns ignored: no\\x00te" in text and "n4,ix\\x00l,2026-09-01,5" in text
