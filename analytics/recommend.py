@@ -651,6 +651,29 @@ def reasons(features: pd.DataFrame, picks: pd.DataFrame, *, district_reason: str
     return out
 
 
+PICK_COLUMNS = ["student_id", "rank", "app", "current_minutes", "suggested_minutes", "gain", "gain_low", "gain_high"]
+
+
+def score_students(features: pd.DataFrame, effects: pd.DataFrame | None, apps: Sequence[str], *, chosen: bool,
+                   district_reason: str | None) -> tuple[pd.DataFrame, pd.Series]:
+    """Every type 1 student's recommendations, or the reason for none, from fitted per-app
+    effects; nothing is fitted. The full run calls it on the fit it just made, a re-score on
+    the stored fit (app_effects and the gate's verdict), so both give the same rows.
+
+    Input `features`: index student_id; performance (band); used_before (any minutes before
+      the assessment); win_<app> (minutes in the window before the assessment) for every app
+      whose status is `resolved: higher scores` (other columns are ignored). `effects`: app,
+      effect, ci_low, ci_high (points per extra hour), status; None when nothing was fitted.
+      `chosen`: a usage model passed the gate; `district_reason`: why nobody gets one.
+    Output: (picks: student_id, rank, app, current_minutes, suggested_minutes (minutes),
+      gain, gain_low, gain_high (points), sorted by student_id and rank; reasons: index
+      student_id, the reason of each student without a pick).
+    """
+    picks = (effect_recommendations(features, effects, apps) if chosen and effects is not None
+             else pd.DataFrame(columns=PICK_COLUMNS))
+    return picks, reasons(features, picks, district_reason=district_reason, effects=effects)
+
+
 @dataclass
 class Outcome:
     """What one district's recommendations computed."""
@@ -710,11 +733,8 @@ def _recommend(students, assessments, usage, apps, *, window_days, year_start, m
         outcome.effects = adjusted_effects(train, apps, min_users=min_users)
         if outcome.chosen is None:
             outcome.district_reason = GATE_FAILED
-    outcome.picks = (effect_recommendations(latest, outcome.effects, apps) if outcome.chosen
-                     else pd.DataFrame(columns=["student_id", "rank", "app", "current_minutes", "suggested_minutes",
-                                                "gain", "gain_low", "gain_high"]))
-    outcome.reasons = reasons(latest, outcome.picks, district_reason=outcome.district_reason,
-                              effects=outcome.effects)
+    outcome.picks, outcome.reasons = score_students(latest, outcome.effects, apps, chosen=outcome.chosen is not None,
+                                                    district_reason=outcome.district_reason)
     outcome.features = latest
     return outcome
 
