@@ -11,7 +11,7 @@ minutes; 100 schools), written in chunks of students so 1M students never hold s
 days randoms at once. The prerequisites (ingest, dailypull, most_used) run first as
 `trigger.py` too. With --night the last school day is held out, then loaded as one night
 (ingest, dailypull, most_used) and recommendations runs again: the cost of a night that
-re-scores (README, "recommendations"). PostgreSQL from BENCH_DATABASE_URL, else
+re-scores (README, "recommendations"; its message says which rule decided). PostgreSQL from BENCH_DATABASE_URL, else
 TEST_DATABASE_URL, in a fresh schema dropped afterwards. --repo times another checkout's
 trigger.py on the same data (a before/after comparison).
 """
@@ -105,9 +105,10 @@ def main(argv=None) -> int:
                 print(f"  the night's ingest, dailypull, most_used: {wall:.0f} s, peak RSS {peak:,.0f} MB", flush=True)
             wall, peak, out = timed([*trigger, "--jobs", "recommendations"], place.env, place.work)
             line = next((ln for ln in out.splitlines() if ln.startswith("recommendations ")), "")
+            said = next((ln.strip() for ln in out.splitlines() if ln.startswith("  recommendations ")), "")
             gate = re.search(r"(\w+) passed the gate", out)
             print(f"recommendations, {what}: job {in_job(out, 'recommendations'):.1f} s, process {wall:.1f} s, "
-                  f"peak RSS {peak:,.0f} MB; gate: {gate[1] + ' passed' if gate else 'none passed'}\n  {line}",
+                  f"peak RSS {peak:,.0f} MB; gate: {gate[1] + ' passed' if gate else 'none passed'}\n  {line}\n  {said}",
                   flush=True)
     return 0
 

@@ -2,21 +2,24 @@
 student should use more (the method is in analytics/recommend.py and the README).
 
 Heavy: one instance at a time per district across the fleet (a database-wide lock); a run
-that cannot take it is recorded as skipped. Writes `model_runs` (every fit), and replaces
-the district's `recommendations`, `recommendation_reasons` and `app_effects` in one
-transaction when they changed.
+that cannot take it is recorded as skipped. A run either refits (`model_runs` for every fit,
+`app_effects`, and `recommend_state`: what the fit was made from) or, when the rule of
+analytics/refit.py allows, re-scores every type 1 student from the stored fit without fitting
+anything; both replace the district's `recommendations` and `recommendation_reasons` in one
+transaction when they changed, through the same analytics.recommend.score_students.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from analytics import refit
 from analytics.school_year import school_year_containing
 from config import District
 from storage.ddl import existing_columns
@@ -25,8 +28,8 @@ from storage.frames import insert_missing, read_frame, read_frames, replace_dist
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
 from models import (
-    app_effects, assessments, dataframe_table, job_runs, model_runs, recommendation_reasons, recommendations,
-    score_averages, usage,
+    app_effects, assessments, dataframe_table, ingested_files, job_runs, model_runs, recommend_state,
+    recommendation_reasons, recommendations, score_averages, usage,
 )
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,46 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     if missing:
         return JobResult(status=SKIPPED, message=f"not run: needs {' and '.join(missing)} to have succeeded "
                                                  f"for {ctx.as_of} first")
-    if not ctx.force and _up_to_date(engine, district, ctx.as_of):
+    year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
+    digest = _settings_digest(district, year)
+    fit, stored = _stored_fit(engine, district)
+    if not ctx.force and _up_to_date(engine, district, ctx.as_of) and (fit is None or fit.settings == digest):
         return JobResult(status=SKIPPED, message=f"up to date: already computed for {ctx.as_of} and nothing it "
                                                  "reads has changed since (--force recomputes)")
-    return _run(engine, district, ctx)
+    why = refit.before_reading(fit, as_of=ctx.as_of, settings=digest, force=ctx.force)
+    if why is None:
+        done = _rescore(engine, district, ctx, year, fit, stored)
+        if isinstance(done, JobResult):
+            return done
+        why = done
+    return _run(engine, district, ctx, year=year, digest=digest, why=why)
+
+
+def _settings_digest(district: District, year) -> str:
+    """What a fit depends on besides the data: the apps, the assessment window, the minimums
+    of the model basis and the school year. (The method's own constants are the code's: a
+    release that changes them refits at the age limit, or at once with --force.)"""
+    text = repr((tuple(sorted(district.apps)), district.assessment_window_days, district.recommend_min_students,
+                 district.recommend_min_schools, district.recommend_min_users, str(year.start)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _stored_fit(engine, district: District) -> tuple[refit.Fit | None, dict | None]:
+    """The district's recommend_state row, as the rule's Fit and as stored."""
+    with engine.connect() as conn:
+        row = conn.execute(select(recommend_state).where(recommend_state.c.district_id == district.id)).mappings().first()
+    if row is None:
+        return None, None
+    row = dict(row)
+    return refit.Fit(fitted_as_of=row["fitted_as_of"], settings=row["settings"], students=row["students"],
+                     assessments=row["assessments"], file_mark=row["file_mark"],
+                     too_small=row["effects_model_id"] is None), row  # effects are fitted unless too small
+
+
+def _file_mark(conn, district: District) -> int:
+    """The highest ingested_files.file_id of the district: rows written later have a higher one."""
+    return int(conn.execute(select(func.coalesce(func.max(ingested_files.c.file_id), 0))
+                            .where(ingested_files.c.district_id == district.id)).scalar())
 
 
 def _up_to_date(engine, district: District, as_of: date) -> bool:
@@ -157,13 +196,14 @@ def _model_id(district: District, as_of: date, algorithm: str, fingerprint: str)
     return hashlib.sha256(f"{district.id}|{as_of}|{algorithm}|{fingerprint}".encode()).hexdigest()[:24]
 
 
-def _run(engine, district: District, ctx: JobContext) -> JobResult:
-    # scikit-learn takes ~2 s to import: only this job needs it, not --status, --health or cron's
-    # other jobs, so it is imported here.
+def _run(engine, district: District, ctx: JobContext, *, year, digest: str, why: str) -> JobResult:
+    """The full path: read, fit, score every type 1 student, write (and store the fit)."""
     from analytics import recommend
 
-    year = school_year_containing(ctx.as_of, ctx.settings.school_year_start)
+    with engine.connect() as conn:  # before the inputs: a file loaded meanwhile counts as a change
+        mark = _file_mark(conn, district)
     students, scores, daily = _read(engine, district, ctx.as_of, year)
+    assessed = int(scores["student_id"].isin(students["student_id"]).sum())  # the type 1 students' rows
     checkpoint("recommendations.read")  # before the fits: a job that lost its lock stops here
     outcome = recommend.recommend(
         students, scores, daily, sorted(district.apps), window_days=district.assessment_window_days, year_start=year.start,
@@ -190,7 +230,7 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
         ))
         return model_id
 
-    explaining = None
+    explaining = effects_id = None
     if not outcome.scores:
         explaining = record("none", outcome.verdicts["none"], "none")
     for name, score in outcome.scores.items():
@@ -213,28 +253,116 @@ def _run(engine, district: District, ctx: JobContext) -> JobResult:
                              key=lambda r: np.inf if r["cv_mae"] is None else r["cv_mae"])["model_id"]
         if outcome.chosen:
             explaining = effects_id  # what each gain is: the app's adjusted effect x extra hours
-    start, end = recommend.period(ctx.as_of, district.assessment_window_days)
-    picks = outcome.picks.assign(
-        district_id=district.id, expected_gain=outcome.picks["gain"], basis="model", model_id=explaining,
-        period_start=start, period_end=end, evidence=recommend.EVIDENCE, caveat=recommend.CAVEAT,
-    )[["district_id", "student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain",
-       "gain_low", "gain_high", "period_start", "period_end", "evidence", "caveat", "basis", "model_id"]]
-    why = outcome.reasons.rename("reason").rename_axis("student_id").reset_index().assign(
-        district_id=district.id, model_id=explaining)
+    picks, why_not = _publishable(district, ctx, outcome.picks, outcome.reasons, explaining)
+    state = dict(district_id=district.id, fitted_as_of=ctx.as_of, settings=digest, model_id=explaining,
+                 effects_model_id=effects_id, chosen=outcome.chosen, district_reason=outcome.district_reason,
+                 students=n, assessments=assessed, file_mark=mark, fitted_at=ctx.clock())
 
     checkpoint("recommendations.fitted")  # fitted and scored, no transaction open
     with engine.begin() as conn:
         insert_missing(conn, model_runs, runs)
-        written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()})
-        written += replace_district_rows(conn, recommendation_reasons, district.id, why,
-                                         stamp={"computed_at": ctx.clock()})
+        written = _write(conn, district, ctx, picks, why_not)
         written += replace_district_rows(conn, app_effects, district.id, effects.assign(district_id=district.id),
                                          stamp={})
+        conn.execute(delete(recommend_state).where(recommend_state.c.district_id == district.id))
+        conn.execute(recommend_state.insert().values(**state))
         checkpoint("recommendations.written")
     result = JobResult(rows_in=n, rows_out=written)
     chosen = f"{outcome.chosen} passed the gate" if outcome.chosen else (outcome.district_reason or "")
-    result.message = (
-        f"{plural(n, 'type 1 student')}; {chosen}; {plural(picks['student_id'].nunique(), 'student')} "
-        f"with recommendations, {plural(len(why), 'student')} without (each with its reason)"
-    )
+    result.message = f"refitted: {why}; {plural(n, 'type 1 student')}; {chosen}; " + _counts(picks, why_not)
     return result
+
+
+def _rescore(engine, district: District, ctx: JobContext, year, fit: refit.Fit, stored: dict) -> JobResult | str:
+    """Every type 1 student's recommendations from the stored fit (its gate verdict and
+    app_effects), without fitting: the result, or why the data call for a refit after all.
+
+    Reads only what the picks use: the type 1 students' bands and schools, their assessment
+    days this year, the usage of the apps with a resolved effect in the windows before those
+    days, and each student's first day of use this year (whether they used anything before
+    the assessment). The usage reads are not narrowed to the type 1 students in SQL (that
+    join cost PostgreSQL 2 s of 2.4 at 100,000 students); other students' rows are dropped
+    on arrival."""
+    from analytics import recommend
+
+    table = dataframe_table(district.id, district.apps)
+    with snapshot(engine) as conn:
+        if existing_columns(conn, table.name) is None:
+            raise NotPublished(f"{table.name} does not exist yet: run dailypull for {district.id} first")
+        students = read_frame(conn, select(table.c.student_id, table.c.school_id, table.c.performance)
+                              .where(table.c.type == 1))
+        scores = read_frame(conn, select(assessments.c.student_id, assessments.c.date, assessments.c.score,
+                                         assessments.c.file_id)
+                            .where(assessments.c.district_id == district.id,
+                                   assessments.c.date.between(year.start, ctx.as_of)))
+        ids = pd.Index(students["student_id"].astype(str))
+        changes = refit.changes_since(fit, ids, scores)
+        rows = recommend.assessment_rows(
+            students.assign(student_id=ids, type=1, grade=None, prior_average=np.nan), scores)
+        n, schools = len(rows), rows["school_id"].dropna().nunique()
+        too_small = n < district.recommend_min_students or schools < district.recommend_min_schools
+        if (why := refit.after_reading(fit, changes, too_small=too_small)) is not None:
+            return why
+        effects = read_frame(conn, select(app_effects.c.app, app_effects.c.effect, app_effects.c.ci_low,
+                                          app_effects.c.ci_high, app_effects.c.status, app_effects.c.model_id)
+                             .where(app_effects.c.district_id == district.id))
+        if set(effects["model_id"]) != ({stored["effects_model_id"]} - {None}):
+            return f"the stored app_effects are not those of the fit of {fit.fitted_as_of}"
+        good = [a for a in sorted(district.apps)  # in id order, as the full path takes them
+                if a in set(effects.loc[effects["status"] == "resolved: higher scores", "app"])]
+        features = rows[["performance"]].assign(used_before=False)
+        if stored["chosen"] and len(rows):
+            cutoffs = rows["cutoff"]
+            if good:  # the windows' usage of the apps a pick can name, nothing else
+                first = max(cutoffs.min().date() - timedelta(days=district.assessment_window_days), year.start)
+                daily = _read_usage(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes).where(
+                    usage.c.district_id == district.id, usage.c.date.between(first, min(cutoffs.max().date(), ctx.as_of)),
+                    usage.c.app.in_(good), usage.c.minutes > 0)
+                    .order_by(*code_point_order(conn, usage.c.student_id, usage.c.app, usage.c.date)), ids, good)
+                windows = recommend.usage_features(rows, daily, good, window_days=district.assessment_window_days,
+                                                   year_start=year.start)
+                features = features.join(windows[[recommend.win(a) for a in good]])
+                del daily, windows
+            first_use = read_frame(conn, select(usage.c.student_id, func.min(usage.c.date).label("first_use")).where(
+                usage.c.district_id == district.id, usage.c.date.between(year.start, ctx.as_of),
+                usage.c.app.in_(district.apps), usage.c.minutes > 0).group_by(usage.c.student_id))
+            first_use = pd.to_datetime(first_use.set_index(first_use["student_id"].astype(str))["first_use"])
+            features["used_before"] = (first_use.reindex(features.index) < cutoffs).to_numpy()
+    picks, reasons = recommend.score_students(features, effects, sorted(district.apps), chosen=stored["chosen"] is not None,
+                                              district_reason=stored["district_reason"])
+    picks, why_not = _publishable(district, ctx, picks, reasons, stored["model_id"])
+    checkpoint("recommendations.fitted")  # scored, no transaction open
+    with engine.begin() as conn:
+        written = _write(conn, district, ctx, picks, why_not)
+        checkpoint("recommendations.written")
+    chosen = f"{stored['chosen']} passed the gate" if stored["chosen"] else (stored["district_reason"] or "")
+    return JobResult(rows_in=n, rows_out=written, message=(
+        f"re-scored from the fit of {fit.fitted_as_of} ({refit.rescore_reason(fit, changes, ctx.as_of)}); "
+        f"{plural(n, 'type 1 student')}; {chosen} (at the fit); " + _counts(picks, why_not)))
+
+
+def _publishable(district: District, ctx: JobContext, picks: pd.DataFrame, reasons: pd.Series,
+                 model_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """score_students' picks and reasons as the rows of recommendations and recommendation_reasons."""
+    from analytics import recommend
+
+    start, end = recommend.period(ctx.as_of, district.assessment_window_days)
+    rows = picks.assign(
+        district_id=district.id, expected_gain=picks["gain"], basis="model", model_id=model_id,
+        period_start=start, period_end=end, evidence=recommend.EVIDENCE, caveat=recommend.CAVEAT,
+    )[["district_id", "student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain",
+       "gain_low", "gain_high", "period_start", "period_end", "evidence", "caveat", "basis", "model_id"]]
+    why = reasons.rename("reason").rename_axis("student_id").reset_index().assign(
+        district_id=district.id, model_id=model_id)
+    return rows, why
+
+
+def _write(conn, district: District, ctx: JobContext, picks: pd.DataFrame, why: pd.DataFrame) -> int:
+    written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()})
+    return written + replace_district_rows(conn, recommendation_reasons, district.id, why,
+                                           stamp={"computed_at": ctx.clock()})
+
+
+def _counts(picks: pd.DataFrame, why: pd.DataFrame) -> str:
+    return (f"{plural(picks['student_id'].nunique(), 'student')} with recommendations, "
+            f"{plural(len(why), 'student')} without (each with its reason)")

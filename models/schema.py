@@ -510,6 +510,24 @@ model_runs = Table(
     Column("validation", String(16)),  # time_split | grouped_cv | shuffled_cv | none
 )
 
+# The district's last fit, from which a night re-scores the students without fitting (README,
+# "recommendations": the refit rule in analytics/refit.py). Internal.
+recommend_state = Table(
+    "recommend_state",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("fitted_as_of", Date, nullable=False),
+    Column("settings", String(64), nullable=False),  # a digest of the apps, window, minimums, sample cap, school year
+    Column("model_id", String(32)),  # the fit the rows name (recommendations.model_id, recommendation_reasons.model_id)
+    Column("effects_model_id", String(32)),  # app_effects.model_id (NULL: no effects fitted, a district too small)
+    Column("chosen", String(32)),  # the usage model that passed the gate (NULL: none did)
+    Column("district_reason", Text),  # why no student gets a recommendation (too small, gate failed), or NULL
+    Column("students", Integer, nullable=False),  # type 1 students the fit had
+    Column("assessments", Integer, nullable=False),  # their assessment rows this school year up to fitted_as_of
+    Column("file_mark", BigInteger, nullable=False),  # the highest ingested_files.file_id of the district then
+    Column("fitted_at", DateTime(timezone=True), nullable=False),
+)
+
 # Who holds a named lock, for databases without advisory locks (SQLite); a holder that
 # died loses it when the lease expires.
 service_locks = Table(

@@ -210,3 +210,59 @@ def test_the_fast_ridge_chooses_the_penalty_by_exact_leave_one_out_error():
     assert fast.alpha_ == reference.alpha_
     np.testing.assert_allclose(fast.coef_, reference.coef_, atol=1e-10)
     np.testing.assert_allclose(fast.predict(X), reference.predict(X), atol=1e-10)
+
+
+def scoring_frame():
+    """Five excellent students (the peers of both bands here) and three satisfactory ones."""
+    return pd.DataFrame({
+        "performance": ["excellent"] * 5 + ["satisfactory"] * 3,
+        "used_before": [True] * 7 + [False],
+        "win_a": [60.0, 90.0, 120.0, 150.0, 180.0, 0.0, 120.0, 0.0],  # excellent users' median: 120
+        "win_b": [30.0] * 5 + [0.0, 10.0, 0.0],  # excellent users' median: 30
+        "win_c": [500.0] * 8,  # unresolved: never recommended
+    }, index=pd.Index(["e1", "e2", "e3", "e4", "e5", "s1", "s2", "s3"], name="student_id"))
+
+
+def fitted_effects():
+    return pd.DataFrame({
+        "app": ["a", "b", "c"], "effect": [6.0, 3.0, 1.0], "ci_low": [2.0, 1.0, -1.0], "ci_high": [10.0, 5.0, 3.0],
+        "status": ["resolved: higher scores", "resolved: higher scores", "unresolved: corrected interval includes 0"],
+    })
+
+
+def test_scoring_from_fitted_effects_by_hand():
+    features, effects = scoring_frame(), fitted_effects()
+    before = features.copy(), effects.copy()
+    picks, reasons = recommend.score_students(features, effects, ["a", "b", "c"], chosen=True, district_reason=None)
+    third = 20 / 60  # s2: 10 -> 30 minutes of b
+    expected = pd.DataFrame({
+        "student_id": ["e1", "e2", "s1", "s1", "s2"],  # excellent: their own band's median user
+        "rank": [1, 1, 1, 2, 1],
+        "app": ["a", "a", "a", "b", "b"],
+        "current_minutes": [60.0, 90.0, 0.0, 0.0, 10.0],
+        "suggested_minutes": [120.0, 120.0, 120.0, 30.0, 30.0],
+        "gain": [6.0, 3.0, 12.0, 1.5, 3 * third],  # effect x extra hours
+        "gain_low": [2.0, 1.0, 4.0, 0.5, 1 * third],
+        "gain_high": [10.0, 5.0, 20.0, 2.5, 5 * third],
+    })
+    pd.testing.assert_frame_equal(picks[expected.columns].reset_index(drop=True), expected, check_dtype=False)
+    assert reasons.to_dict() == {"e3": recommend.AT_TARGET, "e4": recommend.AT_TARGET, "e5": recommend.AT_TARGET,
+                                 "s3": recommend.NO_USAGE}
+    pd.testing.assert_frame_equal(features, before[0])
+    pd.testing.assert_frame_equal(effects, before[1])
+
+
+def test_scoring_without_a_model_that_passed_gives_the_reason_to_everyone():
+    picks, reasons = recommend.score_students(scoring_frame(), fitted_effects(), ["a", "b", "c"], chosen=False,
+                                              district_reason=recommend.GATE_FAILED)
+    assert picks.empty and list(picks.columns) == recommend.PICK_COLUMNS
+    assert len(reasons) == 8 and set(reasons) == {recommend.GATE_FAILED}
+
+
+def test_scoring_needs_only_the_window_minutes_of_the_resolved_apps():
+    full = recommend.score_students(scoring_frame(), fitted_effects(), ["a", "b", "c"], chosen=True,
+                                    district_reason=None)
+    lean = recommend.score_students(scoring_frame().drop(columns=["win_c"]), fitted_effects(), ["a", "b", "c"],
+                                    chosen=True, district_reason=None)
+    pd.testing.assert_frame_equal(full[0], lean[0])
+    pd.testing.assert_series_equal(full[1], lean[1])

@@ -1,0 +1,169 @@
+"""Recommendations' nights on SQLite and PostgreSQL: refit or re-score (README,
+"recommendations"; the rule is analytics/refit.py).
+
+The planted district of test_recommendations (360 type 1 students in 6 schools, assessed on
+2026-10-15, a real effect of `boost`) is fitted on 2026-11-22; later cycles either re-score
+every student from that fit, with no new fit, or refit, and say which rule decided.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import config
+from analytics import recommend
+from runner.cycle import run_cycle
+from models import app_effects, model_runs, recommend_state, recommendation_reasons, recommendations
+from tests.integration.test_recommendations import APPS, ASSESSED, AS_OF, JOBS, district_files, table
+
+pytestmark = pytest.mark.slow
+
+BANDS = [(88, "excellent"), (69, "satisfactory"), (55, "needs improvement"), (0, "unsatisfactory")]
+
+
+def cycle(engine, landing, as_of, *, jobs=JOBS, force=False, **district):
+    s = config.parse({"districts": [{"id": "planted", "apps": APPS, **district}]})
+    result = run_cycle(engine, s, districts=list(s.districts), jobs=jobs, as_of=as_of, landing_dir=landing,
+                       now=datetime.combine(as_of, datetime.min.time(), timezone.utc) + timedelta(hours=2), force=force)
+    record = result.records[-1]
+    assert record.job == "recommendations" and record.result.status == "succeeded", record.result.message
+    return record.result
+
+
+@pytest.fixture
+def fitted(engine, tmp_path):
+    landing = tmp_path / "landing"
+    hours = district_files(landing, "planted", 360, planted=True, seed=1)
+    first = cycle(engine, landing, AS_OF)
+    assert first.message.startswith("refitted: no stored fit for the district; 360 type 1 students")
+    return landing, hours
+
+
+def model_ids(engine):
+    return set(table(engine, model_runs, "planted")["model_id"])
+
+
+def band(score: pd.Series) -> pd.Series:
+    bounds = [b for b, _ in BANDS][::-1]
+    return pd.Series(np.array([n for _, n in BANDS][::-1])[np.searchsorted(bounds, score, side="right") - 1],
+                     index=score.index)
+
+
+def test_a_night_rescores_from_the_stored_fit(engine, fitted):
+    landing, hours = fitted
+    fits, effects = model_ids(engine), table(engine, app_effects, "planted")
+    [state] = table(engine, recommend_state, "planted").to_dict("records")
+    # the night: every student used boost yesterday, and 8 of them were assessed again today
+    # (2.2% of the assessment rows): their windows now end today and hold yesterday's use
+    night = date(2026, 11, 23)
+    ids = hours.index
+    pd.DataFrame({"student_id": ids, "app": "boost", "date": (night - timedelta(days=1)).isoformat(),
+                  "minutes": 20.0}).to_csv(landing / "planted" / "usage_night.csv", index=False)
+    again = ids[:8]
+    retest = (hours.loc[again, "score"].clip(0, 100).round(3) + 6.0).to_numpy()  # a little better than before
+    pd.DataFrame({"student_id": again, "assessment_id": "unit2", "date": night.isoformat(), "score": retest}).to_csv(
+        landing / "planted" / "assessments_night.csv", index=False)
+    result = cycle(engine, landing, night)
+    assert result.message.startswith(
+        "re-scored from the fit of 2026-11-22 (1 day old, under 7; 0 of 360 type 1 students added or removed and "
+        "8 of 360 assessment rows added or changed, within 5%; same settings); 360 type 1 students; ")
+    assert model_ids(engine) == fits  # nothing fitted
+    pd.testing.assert_frame_equal(table(engine, app_effects, "planted"), effects)
+    assert table(engine, recommend_state, "planted").to_dict("records") == [state]
+
+    # by hand: the same fitted effects, each student's band and window minutes of boost
+    first = hours["score"].clip(0, 100).round(3)
+    score = first.where(~first.index.isin(again), (first + first + 6.0) / 2)  # type 1: the mean of this year's
+    window = (hours["boost"] * 60 / 5).round(3) * 5  # 5 days before 10-15, all in its window
+    window[again] = 20.0  # cut at 11-23: only yesterday's use is in its window
+    features = pd.DataFrame({"performance": band(score), "used_before": True, "win_boost": window}).rename_axis(
+        "student_id").sort_index()
+    picks, reasons = recommend.score_students(features, effects, APPS, chosen=True, district_reason=None)
+    recs = table(engine, recommendations, "planted").sort_values(["student_id", "rank"], ignore_index=True)
+    pd.testing.assert_frame_equal(
+        recs[["student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain", "gain_low",
+              "gain_high"]],
+        picks.rename(columns={"gain": "expected_gain"}).reset_index(drop=True), check_dtype=False, rtol=1e-9)
+    why = table(engine, recommendation_reasons, "planted").set_index("student_id")["reason"].sort_index()
+    pd.testing.assert_series_equal(why, reasons.sort_index(), check_names=False, check_index_type=False,
+                                   check_dtype=False)
+    assert set(recs["model_id"]) == {state["effects_model_id"]} == set(effects["model_id"])
+    assert set(recs["period_start"].astype(str)) == {"2026-11-24"}
+    assert (recs.loc[recs["student_id"].isin(again), "current_minutes"] == 20.0).all()
+    assert recs["student_id"].isin(again).any()
+
+
+def test_more_than_five_percent_new_type_1_students_refit(engine, fitted):
+    landing, _ = fitted
+    folder = landing / "planted"
+
+    def newcomers(name, first, n, day):
+        ids = [f"n{i:03d}" for i in range(first, first + n)]
+        pd.DataFrame({"student_id": ids, "app": "boost", "date": "2026-11-10", "minutes": 45.0}).to_csv(
+            folder / f"usage_{name}.csv", index=False)
+        pd.DataFrame({"student_id": ids, "school_id": [f"school{i % 6}" for i in range(n)], "grade": "5"}).to_csv(
+            folder / f"students_{name}.csv", index=False)
+        pd.DataFrame({"student_id": ids, "assessment_id": "unit1", "date": day, "score": 70.0}).to_csv(
+            folder / f"assessments_{name}.csv", index=False)
+
+    fits = model_ids(engine)
+    newcomers("a", 0, 18, "2026-11-20")  # 18 of 360: 5.0%, not more
+    small = cycle(engine, landing, date(2026, 11, 23))
+    assert small.message.startswith("re-scored from the fit of 2026-11-22 (1 day old, under 7; 18 of 360 type 1 "
+                                    "students added or removed")
+    assert model_ids(engine) == fits
+    assert table(engine, recommendations, "planted")["student_id"].isin([f"n{i:03d}" for i in range(18)]).any() or \
+        table(engine, recommendation_reasons, "planted")["student_id"].isin(["n000"]).any()  # every one scored
+    newcomers("b", 18, 1, "2026-11-21")  # 19 of 360: 5.3%
+    big = cycle(engine, landing, date(2026, 11, 24))
+    assert big.message.startswith("refitted: 19 of the fit's 360 type 1 students added or removed since 2026-11-22 "
+                                  "(5.3%, over 5%); 379 type 1 students")
+    runs = table(engine, model_runs, "planted")
+    assert set(runs.loc[~runs["model_id"].isin(fits), "as_of"].astype(str)) == {"2026-11-24"}
+    [state] = table(engine, recommend_state, "planted").to_dict("records")
+    assert (str(state["fitted_as_of"]), state["students"]) == ("2026-11-24", 379)
+
+
+def test_a_fit_seven_days_older_than_the_day_refits(engine, fitted):
+    landing, _ = fitted
+    fits = model_ids(engine)
+    six = cycle(engine, landing, date(2026, 11, 28))
+    assert six.message.startswith("re-scored from the fit of 2026-11-22 (6 days old, under 7;")
+    assert model_ids(engine) == fits
+    seven = cycle(engine, landing, date(2026, 11, 29))
+    assert seven.message.startswith("refitted: the fit of 2026-11-22 is 7 days older than the as-of day (refit at 7)")
+    assert model_ids(engine) > fits
+
+
+def test_a_settings_change_refits(engine, fitted):
+    landing, _ = fitted
+    fits = model_ids(engine)
+    changed = cycle(engine, landing, AS_OF, jobs=["recommendations"], recommend_min_users=25)
+    assert changed.message.startswith("refitted: the settings the fit of 2026-11-22 depends on changed")
+    # the same data and day: the same fits (model_id), the new settings stored
+    assert model_ids(engine) == fits
+    back = cycle(engine, landing, AS_OF, jobs=["recommendations"])  # and back: refits again
+    assert back.message.startswith("refitted: the settings the fit of 2026-11-22 depends on changed")
+
+
+def test_force_refits(engine, fitted):
+    landing, _ = fitted
+    night = cycle(engine, landing, date(2026, 11, 23), force=True)
+    assert night.message.startswith("refitted: --force; 360 type 1 students")
+    runs = table(engine, model_runs, "planted")
+    assert "2026-11-23" in set(runs["as_of"].astype(str))
+
+
+def test_a_too_small_district_rescores_with_its_reason_and_refits_once_large_enough(engine, tmp_path):
+    landing = tmp_path / "landing"
+    district_files(landing, "planted", 20, planted=True, seed=3)
+    first = cycle(engine, landing, AS_OF)
+    assert first.message.startswith("refitted: no stored fit for the district; 20 type 1 students; district too small")
+    night = cycle(engine, landing, date(2026, 11, 23))
+    assert night.message.startswith("re-scored from the fit of 2026-11-22")
+    assert set(table(engine, recommendation_reasons, "planted")["reason"]) == {recommend.TOO_SMALL}
+    [run] = table(engine, model_runs, "planted").to_dict("records")
+    assert set(table(engine, recommendation_reasons, "planted")["model_id"]) == {run["model_id"]}
