@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         sizes.append((scale["students"], {row.job: row for row in jobs if row.kind == "full"}))
     report = render(results, args, scale, rows, jobs, sizes)
     print(report)
-    args.out.write_text(report)
+    args.out.write_text(report + _kept(args.out))
     return 0
 
 
@@ -475,6 +475,15 @@ def render(results: list[Row], args, scale: dict, rows: int, jobs: list[JobRow] 
             lines.append(f"| {job} | " + " | ".join(f"{size[job].seconds:.1f} s / {size[job].peak_mb:,.0f}"
                                                      for _, size in sizes) + f" | {slope:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _kept(out: Path) -> str:
+    """Sections of `out` that other benches write (bench/small_files.py), kept as they are."""
+    text = out.read_text() if out.exists() else ""
+    begin, end = "<!-- bench/small_files.py: begin -->", "<!-- bench/small_files.py: end -->"
+    if begin not in text or end not in text:
+        return ""
+    return "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 def _memory() -> str:

@@ -29,6 +29,14 @@ def record(conn, district_id: str, file_id: int, students: Iterable[str]) -> Non
     conn.execute(changes_logged.insert().values(district_id=district_id, file_id=file_id))
 
 
+def record_many(conn, district_id: str, file_ids: list[int], named: pd.DataFrame) -> None:
+    """`record` for several usage files at once: `named` has file_id, student_id (each pair
+    once), for the files `file_ids` (a file that named no student is recorded too)."""
+    bulk_insert(conn, changed_students, named.sort_values(["file_id", "student_id"], ignore_index=True)
+                .assign(district_id=district_id, student_id=lambda f: f["student_id"].astype("string")))
+    conn.execute(changes_logged.insert(), [{"district_id": district_id, "file_id": file_id} for file_id in file_ids])
+
+
 def latest_file(conn, district_id: str) -> int:
     """The district's last file id whose load may have written rows (0 before any): what a
     publish has seen. Loads hold the district's lock, so none with a lower id commits later;

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from psycopg2 import DataError as PsycopgDataError
 from psycopg2 import Error as PsycopgError
-from sqlalchemy.exc import DataError, SQLAlchemyError
-from sqlalchemy import Column, Integer, MetaData, Table, delete, func, literal, select, update
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, delete, exists, func, literal, select, update
 
 from analytics.landing_rows import (
     DAY_FIRST, KINDS, NUL_SHOWN, US_STYLE, reason_category, slashed_day_examples, validate,
@@ -41,7 +42,7 @@ from readers import clix as clix_tree
 from readers import standards as standard_files
 from readers.landing import FileReader, FileUnreadable, LandingFile, NeedsExactReader, discover, fingerprint
 from readers.limits import Limits, bounded_raw
-from models import SOURCE_TABLES, ingested_files, rejected_rows
+from models import SOURCE_TABLES, ingested_files, rejected_rows, usage
 from jobs.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,7 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
     failed: list[tuple[str, str]] = []  # (relpath, error) of the files that failed
     nothing: list[tuple[str, str]] = []  # (relpath, note) of the files that loaded no row of several
     bar = Progress(f"ingest {district.id}", len(files))
-    for done, file in enumerate(files, start=1):
-        bar.update(done, file.relpath.split("/")[-1])
-        outcome = _ingest_file(engine, district, file, ctx, current.get(file.relpath))
+    for file, outcome in _outcomes(engine, district, files, ctx, current, bar):
         counts[outcome.status] += 1
         result.rows_out += outcome.rows_loaded
         result.rows_rejected += outcome.rows_rejected
@@ -214,21 +213,31 @@ def _latest_version(conn, district: District, relpath: str):
     ).first()
 
 
+def _current_with(district: District, shas):
+    """Manifest rows (sha256, path) with these bytes that are their path's current version
+    (its latest loaded or duplicate) and loaded, oldest first. Found through the sha256
+    index, one path's versions at a time: not every path's latest version of the district
+    for each file, which made a first night of 50,000 files quadratic."""
+    later = ingested_files.alias("later")
+    return select(ingested_files.c.sha256, ingested_files.c.path).where(
+        ingested_files.c.district_id == district.id,
+        ingested_files.c.sha256.in_(shas),
+        ingested_files.c.status == LOADED,
+        ~exists().where(later.c.district_id == district.id, later.c.path == ingested_files.c.path,
+                        later.c.status.in_((LOADED, DUPLICATE)), later.c.file_id > ingested_files.c.file_id),
+    ).order_by(ingested_files.c.file_id)
+
+
 def _loaded_elsewhere(conn, district: District, file: LandingFile, sha: str) -> str | None:
     """Another path whose current (latest loaded) version has exactly these bytes."""
-    current = _current_file_ids(district).subquery()
-    same = select(ingested_files.c.path).where(
-        ingested_files.c.file_id.in_(select(current.c.file_id)),
-        ingested_files.c.sha256 == sha,
-        ingested_files.c.status == LOADED,
-        ingested_files.c.path != file.relpath,
-    ).order_by(ingested_files.c.file_id)
+    same = _current_with(district, [sha]).where(ingested_files.c.path != file.relpath)
     if file.source is None or standards.is_standard(file):
-        return conn.execute(same.limit(1)).scalar()
+        first = conn.execute(same.limit(1)).first()
+        return None if first is None else first.path
     # a school-server tree: one delivery is the same bytes under the same name in the same
     # school's folder, whichever year folder holds it (two schools' heartbeats may match byte for byte)
     tail = file.relpath.split("/")[2:]
-    return next((path for path in conn.execute(same).scalars() if path.split("/")[2:] == tail), None)
+    return next((r.path for r in conn.execute(same) if r.path.split("/")[2:] == tail), None)
 
 
 def lock_district(conn, district: District) -> None:
@@ -337,6 +346,264 @@ def _ingest_file(engine, district: District, file: LandingFile, ctx: JobContext,
     with engine.begin() as conn:
         _record(conn, district, file, sha, started, status=FAILED_FILE, error=error)
     return FileOutcome(FAILED_FILE, error=error)
+
+
+# --- small files, loaded together -----------------------------------------------------------
+#
+# A first night of a school district is tens of thousands of small files (a school server's
+# export a day), and one transaction each cost ~50 ms of fixed work (validation and rollups
+# of three rows in pandas, a manifest lookup, temporary tables, a week of usage_weekly, a
+# commit): 50,000 files took hours. Runs of consecutive small usage CSV files whose paths were
+# never loaded are loaded together instead: each read (and fingerprinted, and re-checked) on
+# its own, so a file that cannot be read fails alone as it would have; then, in one
+# transaction, their manifest rows, their rows validated and written at once, their bad rows,
+# the rollups, the change log and the weeks of usage_weekly. Exactly once holds as for a
+# single file (a crash leaves none of them counted), and the order is the files' order. When
+# a batch cannot be written as such (a key that is loaded already or repeats, a value the
+# database refuses, a concurrent instance that loaded one of its paths), its transaction
+# rolls back and its files are loaded one at a time, as always.
+
+SMALL_FILE_BYTES = 256 << 10  # files up to this size join a batch ...
+BATCH_FILES = 500  # ... of at most this many files
+BATCH_BYTES = 8 << 20  # ... and this many bytes
+
+
+class _NotBatchable(Exception):
+    """The batch cannot be written together: its files are loaded one at a time."""
+
+
+def _batchable(file: LandingFile, known: _Loaded | None, ctx: JobContext) -> bool:
+    """A small plain usage CSV of ours whose path has no loaded version (its keys are new,
+    unless another path has them), not under --force."""
+    return (not ctx.force and known is None and file.source is None and file.kind == "usage"
+            and file.format == ".csv" and not file.encrypted and file.problem is None
+            and file.bytes <= SMALL_FILE_BYTES)
+
+
+def _outcomes(engine, district: District, files: list[LandingFile], ctx: JobContext, current: dict, bar):
+    """(file, outcome) of every file, in the files' order: runs of small files in batches,
+    every other file in a transaction of its own."""
+    batch: list[LandingFile] = []
+
+    def flush():
+        outcomes = _ingest_batch(engine, district, batch, ctx) if len(batch) > 1 else None
+        if outcomes is None:  # one at a time
+            outcomes = (_ingest_file(engine, district, f, ctx, current.get(f.relpath)) for f in batch)
+        yield from zip(list(batch), outcomes)
+        batch.clear()
+        held[0] = 0
+
+    held = [0]  # bytes in the batch
+
+    for done, file in enumerate(files, start=1):
+        bar.update(done, file.relpath.split("/")[-1])
+        known = current.get(file.relpath)
+        if known is not None and not ctx.force and known.quick_match(file):
+            yield file, FileOutcome("skipped")
+        elif _batchable(file, known, ctx):
+            batch.append(file)
+            held[0] += file.bytes
+            if len(batch) >= BATCH_FILES or held[0] >= BATCH_BYTES:
+                yield from flush()
+        else:
+            yield from flush()
+            yield file, _ingest_file(engine, district, file, ctx, known)
+    yield from flush()
+
+
+@dataclass
+class _Read:
+    """One file of a batch, read: its cells, or why it failed."""
+    file: LandingFile
+    started: datetime
+    sha: str = UNREADABLE
+    size: int = 0
+    cells: list | None = None  # its chunks' cells (kind columns, line, raw)
+    malformed: list | None = None  # its chunks' malformed rows
+    notes: list | None = None
+    error: str | None = None
+
+
+def _read_small(file: LandingFile) -> _Read:
+    """Fingerprint and read one small file whole, with the exact reader (a few rows: Python's
+    csv module is quicker to start than Arrow's), checking it did not change meanwhile."""
+    read = _Read(file, datetime.now(timezone.utc))
+    try:
+        read.sha, read.size = fingerprint(file.path)
+    except OSError as exc:
+        read.error = f"cannot be read: {exc.strerror or exc}"
+        return read
+    kind = KINDS[file.kind]
+    try:
+        with FileReader(file, read.size, fast=False) as reader:
+            chunks = list(reader.chunks())
+            if not reader.unchanged(read.sha):
+                raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
+            read.notes = list(reader.notes)
+    except (FileUnreadable, FileChanged) as exc:
+        read.error = str(exc)
+        return read
+    except Exception as exc:  # anything else inside one file's read: that file's failure, as one at a time
+        read.error = f"could not be loaded: {type(exc).__name__}: {str(exc)[:500]}"
+        log.exception("%s: %s: %s", file.district_id, file.relpath, read.error)
+        return read
+    keep = [*kind.columns, "line", "raw"]
+    read.cells = [c.cells[[name for name in c.cells.columns if name in keep]] for c in chunks]
+    read.malformed = [c.malformed for c in chunks if len(c.malformed)]
+    return read
+
+
+def _no_cells(kind) -> pd.DataFrame:
+    """The cells of files that have a header and no row."""
+    return pd.DataFrame({**{c: pd.Series([], dtype=object) for c in kind.required},
+                         "line": pd.Series([], dtype="Int64"), "raw": pd.Series([], dtype=object)})
+
+
+_LINE_BITS = 32  # a batch's rows carry (file's position << 32) + line: validation keeps `line`
+
+
+def _ingest_batch(engine, district: District, batch: list[LandingFile], ctx: JobContext) -> list[FileOutcome] | None:
+    """Load a run of small usage files together (see above); their outcomes in order, or None
+    when they must be loaded one at a time (nothing of them is then written)."""
+    clock = time.perf_counter()
+    reads = [_read_small(file) for file in batch]
+    try:
+        with engine.begin() as conn:
+            lock_district(conn, district)
+            outcomes = _write_batch(conn, district, reads, ctx.settings.school_year_start)
+    except _NotBatchable as exc:
+        log.debug("%s: %d files loaded one at a time: %s", district.id, len(batch), exc)
+        return None
+    except Exception as exc:  # a value the database refuses, a bug, the database itself: one at a
+        # time, each file's own handling applies (its failure alone; the database's fails the district)
+        log.info("%s: %d files loaded one at a time: %s: %s", district.id, len(batch), type(exc).__name__,
+                 str(exc).splitlines()[0][:300] if str(exc) else "")
+        return None
+    seconds = time.perf_counter() - clock
+    for read, outcome in zip(reads, outcomes):
+        if outcome.status == LOADED:
+            log.info("%s: %s: %d rows loaded, %d rejected (one of %d files loaded together in %.2fs)",
+                     district.id, read.file.relpath, outcome.rows_loaded, outcome.rows_rejected, len(batch), seconds)
+    return outcomes
+
+
+def _write_batch(conn, district: District, reads: list[_Read], start: tuple[int, int]) -> list[FileOutcome]:
+    kind = KINDS["usage"]
+    paths = [r.file.relpath for r in reads]
+    if conn.execute(select(ingested_files.c.file_id).where(  # loaded by another instance since the job began
+            ingested_files.c.district_id == district.id, ingested_files.c.path.in_(paths),
+            ingested_files.c.status.in_((LOADED, DUPLICATE))).limit(1)).first():
+        raise _NotBatchable("a path of the batch has a loaded version now")
+    shas = sorted({r.sha for r in reads if r.error is None})
+    elsewhere: dict[str, str] = {}
+    for sha, path in conn.execute(_current_with(district, shas)) if shas else ():
+        elsewhere.setdefault(sha, path)
+    outcomes: list[FileOutcome | None] = [None] * len(reads)
+    loading: list[int] = []
+    here: dict[str, str] = {}  # sha -> path of an earlier file of this batch that loads
+    for i, read in enumerate(reads):
+        file = read.file
+        if read.error is not None:
+            _record(conn, district, file, read.sha, read.started, status=FAILED_FILE, error=read.error)
+            outcomes[i] = FileOutcome(FAILED_FILE, error=read.error)
+            continue
+        original = elsewhere.get(read.sha) or here.get(read.sha)
+        if original is not None:
+            _record(conn, district, file, read.sha, read.started, status=DUPLICATE, notes=f"same bytes as {original}")
+            log.info("%s: %s: duplicate of %s, not loaded again", district.id, file.relpath, original)
+            outcomes[i] = FileOutcome(DUPLICATE)
+            continue
+        here[read.sha] = file.relpath
+        loading.append(i)
+    if not loading:
+        return outcomes
+    # a retry (failed before, or unreadable): its earlier record is replaced, as one at a time
+    wanted = {(reads[i].file.relpath, s) for i in loading for s in (reads[i].sha, UNREADABLE)}
+    earlier = [r.file_id for r in conn.execute(select(ingested_files.c.file_id, ingested_files.c.path,
+                                                      ingested_files.c.sha256).where(
+        ingested_files.c.district_id == district.id, ingested_files.c.path.in_([paths[i] for i in loading])))
+               if (r.path, r.sha256) in wanted]
+    if earlier:
+        conn.execute(delete(rejected_rows).where(rejected_rows.c.file_id.in_(earlier)))
+        conn.execute(delete(ingested_files).where(ingested_files.c.file_id.in_(earlier)))
+    file_ids = conn.execute(
+        ingested_files.insert().returning(ingested_files.c.file_id, sort_by_parameter_order=True),
+        [dict(district_id=district.id, path=reads[i].file.relpath, school=reads[i].file.school, sha256=reads[i].sha,
+              bytes=reads[i].size, kind=reads[i].file.kind, format=reads[i].file.ending, status="loading",
+              arrived_at=reads[i].file.modified_at, started_at=reads[i].started) for i in loading],
+    ).scalars().all()
+
+    fold = rollup.start_if_empty(conn, district.id, start)
+    if not fold:
+        rollup.mark_incomplete(conn, district.id)
+    cells, malformed = [], []
+    for position, i in enumerate(loading):
+        offset = position << _LINE_BITS
+        cells += [c.assign(line=c["line"] + offset) for c in reads[i].cells]
+        malformed += [m.assign(line=m["line"] + offset) for m in reads[i].malformed]
+    good, bad = validate(kind, pd.concat(cells, ignore_index=True) if cells else _no_cells(kind))
+    if malformed:
+        bad = pd.concat([*malformed, bad], ignore_index=True)
+    of_good = (good["line"].to_numpy(dtype="int64") >> _LINE_BITS)
+    of_bad = (bad["line"].to_numpy(dtype="int64") >> _LINE_BITS)
+    ids = np.asarray(file_ids, dtype="int64")
+    rows = good.drop(columns="line").assign(district_id=district.id, file_id=ids[of_good])
+    try:  # straight into usage: the keys are new, or the batch goes back to one file at a time
+        _copy_new_rows(conn, usage, Prepared(usage, rows, is_postgres(conn)))
+    except (_KeysExist, IntegrityError):  # IntegrityError: SQLite's word for it
+        raise _NotBatchable("a key of the batch is loaded already, or repeats") from None
+    if len(bad):
+        bad = bad.assign(line=bad["line"].to_numpy(dtype="int64") & ((1 << _LINE_BITS) - 1))
+        bulk_insert(conn, rejected_rows, bad.assign(
+            file_id=ids[of_bad], district_id=district.id, path=[paths[loading[p]] for p in of_bad],
+            raw=storable_raw(bad["raw"]), reason=storable_raw(bad["reason"])))
+    checkpoint("ingest.staged")
+    if fold:
+        totals, activity = rollup_of(good, start)
+        rollup.add(conn, district.id, totals, activity)
+        named = pd.DataFrame({"file_id": ids[of_good], "student_id": good["student_id"]}).drop_duplicates()
+        changes.record_many(conn, district.id, [int(i) for i in ids], named)
+    weekly.recompute(conn, district.id, weekly.weeks_of(good["date"].dt.date.unique()))
+
+    _finish_batch(conn, district, reads, loading, ids, good, bad, of_good, of_bad, outcomes)
+    checkpoint("ingest.merged")
+    return outcomes
+
+
+def _finish_batch(conn, district: District, reads: list[_Read], loading: list[int], ids: np.ndarray,
+                  good: pd.DataFrame, bad: pd.DataFrame, of_good: np.ndarray, of_bad: np.ndarray,
+                  outcomes: list) -> None:
+    """Each loaded file's counts and notes, from the batch's rows at once (a file's rows by its
+    position in `loading`), into its manifest row and its outcome."""
+    count = len(loading)
+    loaded_of = np.bincount(of_good, minlength=count)
+    rejected_of = np.bincount(of_bad, minlength=count)
+    bad_of = {position: part for position, part in bad.groupby(of_bad, sort=True)} if len(bad) else {}
+    outside = ~good["app"].isin(district.apps).to_numpy()
+    unlisted_of = ({position: part.value_counts() for position, part in good["app"].loc[outside].groupby(
+        of_good[outside], sort=True)} if outside.any() else {})
+    finished = datetime.now(timezone.utc)
+    updates = []
+    for position, i in enumerate(loading):
+        theirs = bad_of.get(position)
+        reasons: Counter = Counter(reason_category(theirs["reason"])) if theirs is not None else Counter()
+        examples = slashed_day_examples(theirs["reason"]) if theirs is not None else {}
+        notes = list(reads[i].notes)
+        if position in unlisted_of:
+            notes.append(_unlisted_note(sorted(unlisted_of[position].to_dict().items())))
+        loaded_here, rejected_here = int(loaded_of[position]), int(rejected_of[position])
+        if loaded_here == 0 and rejected_here == 0:
+            notes.append("header only: no rows")
+        rejections = _rejections_note(loaded_here, rejected_here, reasons, examples)
+        if rejections:
+            notes.append(rejections)
+        updates.append(dict(b_file_id=int(ids[position]), b_loaded=loaded_here, b_rejected=rejected_here,
+                            b_notes=redact("; ".join(notes))[:4000] or None))
+        outcomes[i] = FileOutcome(LOADED, rows_loaded=loaded_here, rows_rejected=rejected_here, reasons=reasons,
+                                  nothing_loaded=rejections if loaded_here == 0 and rejected_here else None)
+    conn.execute(update(ingested_files).where(ingested_files.c.file_id == bindparam("b_file_id")).values(
+        status=LOADED, rows_loaded=bindparam("b_loaded"), rows_rejected=bindparam("b_rejected"),
+        notes=bindparam("b_notes", type_=ingested_files.c.notes.type), finished_at=finished), updates)
 
 
 def _stage_table(kind_name: str) -> Table:

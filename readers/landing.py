@@ -290,6 +290,8 @@ def _chunk(names: list[str], columns: list, lines: list[int], raws: list[str], b
     cells = pd.DataFrame({name: pd.Series(col, dtype=object) for name, col in zip(names, columns)})
     cells["line"] = pd.Series(lines, dtype="Int64")
     cells["raw"] = pd.Series(raws, dtype=object)
+    if not bad:  # the usual chunk: no frame to build
+        return Chunk(cells=cells, malformed=_NO_MALFORMED)
     malformed = pd.DataFrame(
         {"line": pd.Series([b[0] for b in bad], dtype="Int64"),
          "reason": pd.Series([b[1] for b in bad], dtype=object),

@@ -254,6 +254,7 @@ def test_a_file_that_changes_while_it_is_read(engine, landing, monkeypatch):
         return real_validate(kind, cells)
 
     monkeypatch.setattr(ingest, "validate", validate_while_the_sync_appends)
+    monkeypatch.setattr(ingest, "SMALL_FILE_BYTES", -1)  # one at a time: validation runs while the file is read
     ingest_all(engine, landing)
     row = file_row(engine, "alpha/usage_growing.csv")
     assert row.status == "failed"
@@ -264,6 +265,37 @@ def test_a_file_that_changes_while_it_is_read(engine, landing, monkeypatch):
     monkeypatch.undo()
     ingest_all(engine, landing)
     assert_good_rows_loaded(engine, {("s9", "ixl"): 5.0, ("s10", "ixl"): 6.0})
+
+
+def test_a_small_file_that_changes_while_it_is_read_with_others_fails_alone(engine, landing, monkeypatch):
+    """The same among small files loaded together (jobs.ingest, "small files"): each is read
+    whole, then checked; one that changed meanwhile fails alone, the others load."""
+    path = landing.put("alpha/usage_growing.csv", f"{HEADER}s9,ixl,2026-09-03,5\n")
+    landing.put("alpha/usage_other.csv", f"{HEADER}s11,ixl,2026-09-03,7\n")
+
+    class Appending(ingest.FileReader):
+        def chunks(self):
+            for chunk in super().chunks():
+                if self.file.path == path and chunk.cells["student_id"].eq("s9").any():
+                    with open(path, "a") as handle:
+                        handle.write("s10,ixl,2026-09-03,6\n")
+                yield chunk
+
+    batches = []
+    real_batch = ingest._ingest_batch
+    monkeypatch.setattr(ingest, "_ingest_batch", lambda *a, **k: batches.append(real_batch(*a, **k)) or batches[-1])
+    monkeypatch.setattr(ingest, "FileReader", Appending)
+    ingest_all(engine, landing)
+    assert batches and batches[0] is not None  # loaded together
+    row = file_row(engine, "alpha/usage_growing.csv")
+    assert (row.status, row.error) == ("failed", "the file changed while it was being read; it will be loaded on the "
+                                                 "next run")
+    assert ("s9", "ixl") not in usage_minutes(engine)
+    assert_good_rows_loaded(engine, {("s11", "ixl"): 7.0})
+
+    monkeypatch.undo()
+    ingest_all(engine, landing)
+    assert_good_rows_loaded(engine, {("s9", "ixl"): 5.0, ("s10", "ixl"): 6.0, ("s11", "ixl"): 7.0})
 
 
 def test_an_unknown_kind_or_format_is_recorded_not_guessed(engine, landing):
