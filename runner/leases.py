@@ -44,10 +44,12 @@ def _take_lease(engine: Engine, table: Table, key: Column, value: str, holder: s
     return other
 
 
-class Lost(Exception):
+class Lost(BaseException):
     """A job's claim on its district, or the fleet lock of a heavy job, is no longer its own
     (its lease ran out and another instance took it, its row was released, the lock's
-    connection died): nothing the job still writes may commit."""
+    connection died): nothing the job still writes may commit. A BaseException, as Stopping
+    is, so that no job's `except Exception` (a file's error, a batch retried one file at a
+    time) takes it for a failure of its own and goes on: it ends the job at once."""
 
 
 class Lease:
