@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Column, Connection, Engine, Table, delete, event, func, select, update
 
-from storage.database import is_postgres, lock_key
+from storage.database import is_postgres, lock_key, read_only
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,6 @@ def _held_by_another(engine: Engine, table: Table, key: Column, value: str, hold
     """The live holder of an unexpired lease row `key == value` other than `holder`, read
     without taking SQLite's write lock: a district another instance is working on is left
     to it at once, even while that instance holds the lock for a long file."""
-    from storage.database import read_only
-
     with read_only(engine) as conn:
         other = conn.execute(select(table.c.holder).where(
             key == value, table.c.holder != holder, table.c.expires_at >= datetime.now(timezone.utc))).scalar()

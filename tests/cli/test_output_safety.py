@@ -8,14 +8,12 @@ import csv
 import io
 import re
 import signal
-import time
-import urllib.request
 
 from sqlalchemy import create_engine, select
 
 from models import ingested_files, usage
 from tests.cli.test_trigger import run
-from tests.cli.test_web_cli import _start
+from tests.cli.test_web_cli import _start, _wait_text
 from tests.servers import free_port
 
 FORMULA = "=cmd|' /C calc'!A0"
@@ -25,18 +23,6 @@ NEWLINE_NAME = f"usage_late\n{FORGED}.csv"  # fails (semicolons): named in the s
 ESCAPE_NAME = "usage_\x1b[2J\x1b[31mred.csv"  # loads: named in the log
 SCHOOL = "oak\x1b]0;pwned\x07middle"  # an escape that sets a terminal's title
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
-
-
-def _get(url: str, process) -> str:
-    deadline = time.monotonic() + 120  # a hang guard
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return response.read().decode()
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} never answered")
 
 
 def _assert_inert(text: str, where: str) -> None:
@@ -62,7 +48,7 @@ def test_outside_text_is_neutralised_where_people_read_it_and_kept_in_the_tables
     port = free_port()
     web = _start(["--web", "--port", str(port), "--as-of", "2026-11-20"], tmp_path, DATABASE_URL=db_url)
     try:
-        exported = _get(f"http://127.0.0.1:{port}/district/alpha/students.csv", web)
+        exported = _wait_text(f"http://127.0.0.1:{port}/district/alpha/students.csv", web)
     finally:
         web.send_signal(signal.SIGTERM)
         web.communicate(timeout=60)

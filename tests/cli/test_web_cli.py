@@ -19,16 +19,21 @@ CONFIG = """{web}districts:
 """
 
 
-def _wait_json(url: str, process) -> dict:
+def _wait_text(url: str, process) -> str:
+    """The body at `url` once the server there answers (the server process must stay up)."""
     deadline = time.monotonic() + 120  # a hang guard
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
-                return json.loads(response.read())
+                return response.read().decode()
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"{url} never answered")
+
+
+def _wait_json(url: str, process) -> dict:
+    return json.loads(_wait_text(url, process))
 
 
 def _start(args, cwd, **env):
