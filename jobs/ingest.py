@@ -562,7 +562,9 @@ def _write_batch(conn, district: District, reads: list[_Read], start: tuple[int,
         totals, activity = rollup_of(good, start)
         rollup.add(conn, district.id, totals, activity)
         named = pd.DataFrame({"file_id": ids[of_good], "student_id": good["student_id"]}).drop_duplicates()
-        changes.record_many(conn, district.id, [int(i) for i in ids], named)
+        first = good["date"].groupby(ids[of_good]).min()
+        changes.record_many(conn, district.id, [int(i) for i in ids], named,
+                            {int(i): day.date() for i, day in first.items()})
     weekly.recompute(conn, district.id, weekly.weeks_of(good["date"].dt.date.unique()))
 
     _finish_batch(conn, district, reads, loading, ids, good, bad, of_good, of_bad, outcomes)
@@ -723,6 +725,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     examples: dict[str, str] = {}  # the first day written US-style or day first, for the file's note
     unlisted: Counter = Counter()
     weeks: set = set()  # the weeks of usage_weekly this file's usage touches (direct path)
+    first_day: list = []  # each chunk's earliest day (direct path): the file's, for the change log
     postgres = is_postgres(conn)
     table = target if direct else stage
 
@@ -736,6 +739,8 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             if direct:
                 rows = good.drop(columns="line").assign(district_id=district.id, file_id=file_id)
                 weeks.update(weekly.weeks_of(good["date"].dt.date.unique()))
+                if len(good):
+                    first_day.append(good["date"].min().date())
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
                 if fold:  # new keys only: their sums and active days add to the rollups
@@ -770,13 +775,14 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
         if merged is not None:
             rollup.add(conn, district.id, *merged)
         if fold and tree is None:  # a night's dailypull and most_used recompute just these students
-            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"])
+            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"],
+                           min(first_day, default=None))
         weekly.recompute(conn, district.id, sorted(weeks))
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
         named = _follow(conn, district, file.kind, stage, start, fold)
         if named is not None and tree is None:
-            changes.record(conn, district.id, file_id, named)
+            changes.record(conn, district.id, file_id, named, conn.execute(select(func.min(stage.c.date))).scalar())
         stage.drop(conn)
     return loaded, rejected, reasons, notes, examples
 

@@ -3,11 +3,12 @@ student should use more (the method is in analytics/recommend.py and the README)
 
 Heavy: one instance at a time per district across the fleet (a database-wide lock); a run
 that cannot take it is recorded as skipped. A run either refits (`model_runs` for every fit,
-`app_effects`, and `recommend_state`: what the fit was made from) or, when the rule of
-analytics/refit.py allows, re-scores every type 1 student from the stored fit without fitting
-anything; both replace the district's `recommendations` and `recommendation_reasons` in one
-transaction when they changed, through the same analytics.recommend.score_students.
-"""
+`app_effects`, `recommend_peers` and `recommend_state`: what the fit was made from) or, when
+the rule of analytics/refit.py allows, re-scores from the stored fit without fitting anything:
+the students whose inputs changed since the last scoring when it can tell who they are, else
+every type 1 student. Both replace the district's `recommendations` and
+`recommendation_reasons` in one transaction when they changed, through the same
+analytics.scoring.score_students."""
 from __future__ import annotations
 
 import hashlib
@@ -17,18 +18,20 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, distinct, func, or_, select, union, update
 
-from analytics import refit
+from analytics import refit, scoring
 from analytics.school_year import school_year_containing
 from config import District
 from storage.ddl import existing_columns
 from storage.database import code_point_order, snapshot
-from storage.frames import insert_missing, read_frame, read_frames, replace_district_rows
+from storage.frames import bulk_insert, insert_missing, read_frame, read_frames, replace_district_rows
+from jobs import changes
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
 from models import (
-    app_effects, assessments, dataframe_table, ingested_files, job_runs, model_runs, recommend_state,
+    app_effects, assessments, dailypull_state, dataframe_table, ingested_files, job_runs, model_runs, recommend_peers,
+    recommend_state,
     recommendation_reasons, recommendations, score_averages, usage,
 )
 
@@ -51,6 +54,8 @@ def run(engine, district: District, ctx: JobContext) -> JobResult:
         return JobResult(status=SKIPPED, message=f"up to date: already computed for {ctx.as_of} and nothing it "
                                                  "reads has changed since (--force recomputes)")
     why = refit.before_reading(fit, as_of=ctx.as_of, settings=digest, force=ctx.force)
+    if why is None and stored["scored_as_of"] is None:  # written before the medians were kept with the fit
+        why = f"the fit of {fit.fitted_as_of} was stored without its bands' median use (an earlier release)"
     if why is None:
         done = _rescore(engine, district, ctx, year, fit, stored)
         if isinstance(done, JobResult):
@@ -240,14 +245,14 @@ def _run(engine, district: District, ctx: JobContext, *, year, digest: str, why:
             explaining = model_id
     effects = pd.DataFrame(columns=[c.name for c in app_effects.c if c.name != "district_id"])
     if outcome.effects is not None:
-        resolved = int(outcome.effects["status"].eq("resolved: higher scores").sum())
+        resolved = int(outcome.effects["status"].eq(scoring.RESOLVED).sum())
         effects_id = record(
             EFFECTS, f"per-app effects: least squares adjusted for prior score, earlier use, school and grade, "
                      f"clustered by school, corrected for {int(outcome.effects['tested'].sum())} apps tested; "
                      f"{plural(resolved, 'app')} resolved with higher scores"
                      + (f"; fitted on a sample of {outcome.trained_on:,} of the {n:,} type 1 students (the smallest "
                         "hashes of student_id)" if outcome.trained_on < n else ""), "effects")
-        effects = outcome.effects.drop(columns=["tested"]).assign(model_id=effects_id, evidence=recommend.EVIDENCE)
+        effects = outcome.effects.drop(columns=["tested"]).assign(model_id=effects_id, evidence=scoring.EVIDENCE)
         if explaining is None:
             explaining = min((r for r in runs if r["basis"] == "unused"),
                              key=lambda r: np.inf if r["cv_mae"] is None else r["cv_mae"])["model_id"]
@@ -257,6 +262,7 @@ def _run(engine, district: District, ctx: JobContext, *, year, digest: str, why:
     state = dict(district_id=district.id, fitted_as_of=ctx.as_of, settings=digest, model_id=explaining,
                  effects_model_id=effects_id, chosen=outcome.chosen, district_reason=outcome.district_reason,
                  students=n, assessments=assessed, file_mark=mark, fitted_at=ctx.clock())
+    peers = _peer_rows(district, outcome.medians)
 
     checkpoint("recommendations.fitted")  # fitted and scored, no transaction open
     with engine.begin() as conn:
@@ -266,6 +272,9 @@ def _run(engine, district: District, ctx: JobContext, *, year, digest: str, why:
                                          stamp={})
         conn.execute(delete(recommend_state).where(recommend_state.c.district_id == district.id))
         conn.execute(recommend_state.insert().values(**state))
+        conn.execute(delete(recommend_peers).where(recommend_peers.c.district_id == district.id))
+        bulk_insert(conn, recommend_peers, peers)
+        _scored(conn, district, ctx.as_of, mark)
         checkpoint("recommendations.written")
     result = JobResult(rows_in=n, rows_out=written)
     chosen = f"{outcome.chosen} passed the gate" if outcome.chosen else (outcome.district_reason or "")
@@ -274,82 +283,189 @@ def _run(engine, district: District, ctx: JobContext, *, year, digest: str, why:
 
 
 def _rescore(engine, district: District, ctx: JobContext, year, fit: refit.Fit, stored: dict) -> JobResult | str:
-    """Every type 1 student's recommendations from the stored fit (its gate verdict and
-    app_effects), without fitting: the result, or why the data call for a refit after all.
+    """The type 1 students' recommendations from the stored fit (its gate verdict,
+    app_effects and the bands' median use, recommend_peers), without fitting: the result, or
+    why the data call for a refit after all.
 
-    Reads only what the picks use: the type 1 students' bands and schools, their assessment
-    days this year, the usage of the apps with a resolved effect in the windows before those
-    days, and each student's first day of use this year (whether they used anything before
-    the assessment). The usage reads are not narrowed to the type 1 students in SQL (that
-    join cost PostgreSQL 2 s of 2.4 at 100,000 students); other students' rows are dropped
-    on arrival."""
-    from analytics import recommend
-
+    Re-scores only the students whose inputs changed since the rows were last scored
+    (`_scope`), and moves every other row's period to the as-of day in one UPDATE; when it
+    cannot tell who changed, every type 1 student. Reads only what the picks use: the
+    students' bands and schools, their assessment days this year, the usage of the apps with
+    a resolved effect in the windows before those days, and their first day of use this year."""
     table = dataframe_table(district.id, district.apps)
     with snapshot(engine) as conn:
         if existing_columns(conn, table.name) is None:
             raise NotPublished(f"{table.name} does not exist yet: run dailypull for {district.id} first")
-        students = read_frame(conn, select(table.c.student_id, table.c.school_id, table.c.performance)
-                              .where(table.c.type == 1))
-        scores = read_frame(conn, select(assessments.c.student_id, assessments.c.date, assessments.c.score,
-                                         assessments.c.file_id)
-                            .where(assessments.c.district_id == district.id,
-                                   assessments.c.date.between(year.start, ctx.as_of)))
-        ids = pd.Index(students["student_id"].astype(str))
-        changes = refit.changes_since(fit, ids, scores)
-        rows = recommend.assessment_rows(
-            students.assign(student_id=ids, type=1, grade=None, prior_average=np.nan), scores)
-        n, schools = len(rows), rows["school_id"].dropna().nunique()
+        mark = _file_mark(conn, district)
+        n, schools, changed = _changes(conn, district, table, year, ctx.as_of, fit)
         too_small = n < district.recommend_min_students or schools < district.recommend_min_schools
-        if (why := refit.after_reading(fit, changes, too_small=too_small)) is not None:
+        if (why := refit.after_reading(fit, changed, too_small=too_small)) is not None:
             return why
         effects = read_frame(conn, select(app_effects.c.app, app_effects.c.effect, app_effects.c.ci_low,
                                           app_effects.c.ci_high, app_effects.c.status, app_effects.c.model_id)
                              .where(app_effects.c.district_id == district.id))
         if set(effects["model_id"]) != ({stored["effects_model_id"]} - {None}):
             return f"the stored app_effects are not those of the fit of {fit.fitted_as_of}"
-        good = [a for a in sorted(district.apps)  # in id order, as the full path takes them
-                if a in set(effects.loc[effects["status"] == "resolved: higher scores", "app"])]
-        features = rows[["performance"]].assign(used_before=False)
-        if stored["chosen"] and len(rows):
-            cutoffs = rows["cutoff"]
-            if good:  # the windows' usage of the apps a pick can name, nothing else
-                first = max(cutoffs.min().date() - timedelta(days=district.assessment_window_days), year.start)
-                daily = _read_usage(conn, select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes).where(
-                    usage.c.district_id == district.id, usage.c.date.between(first, min(cutoffs.max().date(), ctx.as_of)),
-                    usage.c.app.in_(good), usage.c.minutes > 0)
-                    .order_by(*code_point_order(conn, usage.c.student_id, usage.c.app, usage.c.date)), ids, good)
-                windows = recommend.usage_features(rows, daily, good, window_days=district.assessment_window_days,
-                                                   year_start=year.start)
-                features = features.join(windows[[recommend.win(a) for a in good]])
-                del daily, windows
-            first_use = read_frame(conn, select(usage.c.student_id, func.min(usage.c.date).label("first_use")).where(
-                usage.c.district_id == district.id, usage.c.date.between(year.start, ctx.as_of),
-                usage.c.app.in_(district.apps), usage.c.minutes > 0).group_by(usage.c.student_id))
-            first_use = pd.to_datetime(first_use.set_index(first_use["student_id"].astype(str))["first_use"])
-            features["used_before"] = (first_use.reindex(features.index) < cutoffs).to_numpy()
-    picks, reasons = recommend.score_students(features, effects, sorted(district.apps), chosen=stored["chosen"] is not None,
-                                              district_reason=stored["district_reason"])
+        medians = _stored_medians(conn, district)
+        scope, whole = _scope(conn, district, table, year, ctx.as_of, stored)
+        students = None if scope is None else changes.students_table(conn, "recommend_scope", scope)
+        features = _features(conn, district, table, year, ctx.as_of, effects, stored, students)
+        rescored = len(features)
+        if students is not None:
+            students.drop(conn)
+    picks, reasons = scoring.score_students(features, effects, sorted(district.apps), chosen=stored["chosen"] is not None,
+                                            district_reason=stored["district_reason"], medians=medians)
     picks, why_not = _publishable(district, ctx, picks, reasons, stored["model_id"])
     checkpoint("recommendations.fitted")  # scored, no transaction open
     with engine.begin() as conn:
-        written = _write(conn, district, ctx, picks, why_not)
+        if scope is None:
+            written = _write(conn, district, ctx, picks, why_not)
+        else:  # the scope's rows (students no longer type 1 included: they have none now), then the period
+            students = changes.students_table(conn, "recommend_scope", scope)
+            written = _write(conn, district, ctx, picks, why_not, students=students) + _move_period(conn, district, ctx)
+            students.drop(conn)
+        _scored(conn, district, ctx.as_of, mark)
         checkpoint("recommendations.written")
     chosen = f"{stored['chosen']} passed the gate" if stored["chosen"] else (stored["district_reason"] or "")
+    scored = (f"{plural(n, 'type 1 student')}, all re-scored ({whole})" if scope is None else
+              f"{plural(n, 'type 1 student')}, {rescored:,} of them re-scored (their inputs changed since the "
+              f"scoring of {stored['scored_as_of']}; the others keep their rows, with the period moved)")
     return JobResult(rows_in=n, rows_out=written, message=(
-        f"re-scored from the fit of {fit.fitted_as_of} ({refit.rescore_reason(fit, changes, ctx.as_of)}); "
-        f"{plural(n, 'type 1 student')}; {chosen} (at the fit); " + _counts(picks, why_not)))
+        f"re-scored from the fit of {fit.fitted_as_of} ({refit.rescore_reason(fit, changed, ctx.as_of)}); "
+        f"{scored}; {chosen} (at the fit); " + _counts(picks, why_not, scope is not None)))
+
+
+def _changes(conn, district: District, table, year, as_of: date, fit: refit.Fit) -> tuple[int, int, refit.Changes]:
+    """The type 1 students now, their schools, and how they and their assessment rows differ
+    from the fit's: analytics.refit.changes_since's counts, counted by the database (the
+    rows are not read)."""
+    typed = select(table.c.student_id).where(table.c.type == 1)
+    n, schools = conn.execute(select(func.count(), func.count(distinct(table.c.school_id)))
+                              .where(table.c.type == 1)).one()
+    seen = (assessments.c.file_id <= fit.file_mark) & (assessments.c.date <= fit.fitted_as_of)
+    rows, rows_seen, kept = conn.execute(select(
+        func.count(), func.count(case((seen, 1))), func.count(distinct(case((seen, assessments.c.student_id)))),
+    ).where(assessments.c.district_id == district.id, assessments.c.date.between(year.start, as_of),
+            assessments.c.student_id.in_(typed))).one()
+    return int(n), int(schools), refit.Changes(
+        students=int(n), added=int(n) - int(kept), removed=max(fit.students - int(kept), 0), assessments=int(rows),
+        assessments_changed=int(rows) - int(rows_seen))
+
+
+def _scope(conn, district: District, table, year, as_of: date, stored: dict) -> tuple[pd.Series | None, str]:
+    """The students whose rows a re-score must recompute, or None and why every type 1
+    student must be.
+
+    Since the last scoring (its day and file mark, recommend_state), a student's picks
+    change only if their band or school changed, or the assessment days or the usage before
+    those days: the students of an assessment row written by a later file or dated after
+    that day; of a usage file whose earliest day is before it (jobs.changes.dated_since:
+    features count only days before an assessment made by then, so a night's file of that
+    day or later names nobody); and the type 1 students without published rows, or
+    published students no longer type 1. Anything else loaded since (a roster, a CLIx tree, xAPI, a removal),
+    another bands setting behind dailypull's table, or a day before the last scoring's:
+    every student."""
+    last = stored["scored_as_of"]
+    if last > as_of:
+        return None, f"the as-of day is before the last scoring's ({last})"
+    state = conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
+    if state is None or state != stored["table_settings"]:
+        return None, f"{table.name} was published with other settings (bands) since the last scoring"
+    named, why = changes.dated_since(conn, district.id, stored["scored_mark"], last)
+    if named is None:
+        return None, why
+    assessed = select(assessments.c.student_id).where(
+        assessments.c.district_id == district.id, assessments.c.date.between(year.start, as_of),
+        or_(assessments.c.file_id > stored["scored_mark"], assessments.c.date > last))
+    published = union(select(recommendations.c.student_id).where(recommendations.c.district_id == district.id),
+                      select(recommendation_reasons.c.student_id).where(
+                          recommendation_reasons.c.district_id == district.id)).subquery()
+    typed = select(table.c.student_id).where(table.c.type == 1)
+    unpublished = typed.where(table.c.student_id.not_in(select(published.c.student_id)))
+    untyped = select(published.c.student_id).where(published.c.student_id.not_in(typed))
+    found = read_frame(conn, union(assessed, unpublished, untyped))["student_id"].astype("string")
+    return pd.concat([named, found], ignore_index=True).drop_duplicates().sort_values(ignore_index=True), ""
+
+
+def _features(conn, district: District, table, year, as_of: date, effects: pd.DataFrame, stored: dict,
+              students) -> pd.DataFrame:
+    """The type 1 students' scoring features (performance, used_before, win_<app> of each
+    resolved app), all of them or those in the table `students`. The usage reads are not
+    narrowed to the type 1 students in SQL (that join cost PostgreSQL 2 s of 2.4 at 100,000
+    students); other students' rows are dropped on arrival."""
+    def narrow(statement, column):
+        return statement if students is None else statement.where(column.in_(select(students.c.student_id)))
+
+    typed = read_frame(conn, narrow(select(table.c.student_id, table.c.school_id, table.c.performance)
+                                    .where(table.c.type == 1), table.c.student_id))
+    scores = read_frame(conn, narrow(select(assessments.c.student_id, assessments.c.date, assessments.c.score)
+                                     .where(assessments.c.district_id == district.id,
+                                            assessments.c.date.between(year.start, as_of)), assessments.c.student_id))
+    ids = pd.Index(typed["student_id"].astype(str))
+    rows = scoring.assessment_rows(typed.assign(student_id=ids, type=1, grade=None, prior_average=np.nan), scores)
+    good = [a for a in sorted(district.apps)  # in id order, as the full path takes them
+            if a in set(effects.loc[effects["status"] == scoring.RESOLVED, "app"])]
+    features = rows[["performance"]].assign(used_before=False)
+    if not stored["chosen"] or not len(rows):
+        return features
+    cutoffs = rows["cutoff"]
+    if good:  # the windows' usage of the apps a pick can name, nothing else
+        first = max(cutoffs.min().date() - timedelta(days=district.assessment_window_days), year.start)
+        daily = _read_usage(conn, narrow(select(usage.c.student_id, usage.c.app, usage.c.date, usage.c.minutes).where(
+            usage.c.district_id == district.id, usage.c.date.between(first, min(cutoffs.max().date(), as_of)),
+            usage.c.app.in_(good), usage.c.minutes > 0), usage.c.student_id)
+            .order_by(*code_point_order(conn, usage.c.student_id, usage.c.app, usage.c.date)), ids, good)
+        windows = scoring.usage_features(rows, daily, good, window_days=district.assessment_window_days,
+                                         year_start=year.start)
+        features = features.join(windows[[scoring.win(a) for a in good]])
+        del daily, windows
+    first_use = read_frame(conn, narrow(select(usage.c.student_id, func.min(usage.c.date).label("first_use")).where(
+        usage.c.district_id == district.id, usage.c.date.between(year.start, as_of),
+        usage.c.app.in_(district.apps), usage.c.minutes > 0), usage.c.student_id).group_by(usage.c.student_id))
+    first_use = pd.to_datetime(first_use.set_index(first_use["student_id"].astype(str))["first_use"])
+    return features.assign(used_before=(first_use.reindex(features.index) < cutoffs).to_numpy())
+
+
+def _stored_medians(conn, district: District) -> pd.DataFrame:
+    """The fit's bands' median window minutes (recommend_peers): index band, columns apps."""
+    rows = read_frame(conn, select(recommend_peers.c.band, recommend_peers.c.app, recommend_peers.c.minutes)
+                      .where(recommend_peers.c.district_id == district.id))
+    return rows.pivot(index="band", columns="app", values="minutes") if len(rows) else pd.DataFrame()
+
+
+def _peer_rows(district: District, medians: pd.DataFrame | None) -> pd.DataFrame:
+    """recommend_peers' rows of a fit's medians (a band and app without an amount: no row)."""
+    if medians is None or medians.empty:
+        return pd.DataFrame(columns=["district_id", "band", "app", "minutes"])
+    long = medians.rename_axis(index="band", columns="app").stack().rename("minutes").reset_index()
+    return long.loc[long["minutes"].notna()].assign(district_id=district.id)[["district_id", "band", "app", "minutes"]]
+
+
+def _move_period(conn, district: District, ctx: JobContext) -> int:
+    """Every row's period to the as-of day's (rows written by this run have it already)."""
+    start, end = scoring.period(ctx.as_of, district.assessment_window_days)
+    return conn.execute(update(recommendations).where(
+        recommendations.c.district_id == district.id,
+        or_(recommendations.c.period_start.is_distinct_from(start), recommendations.c.period_end.is_distinct_from(end)),
+    ).values(period_start=start, period_end=end, computed_at=ctx.clock())).rowcount
+
+
+def _scored(conn, district: District, as_of: date, mark: int) -> None:
+    """What the published rows were scored from, for the next night's scope; and the change
+    log, which this job follows too, forgotten up to every follower's mark."""
+    state = conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
+    conn.execute(update(recommend_state).where(recommend_state.c.district_id == district.id)
+                 .values(scored_as_of=as_of, scored_mark=mark, table_settings=state))
+    changes.forget_followed(conn, district.id)
 
 
 def _publishable(district: District, ctx: JobContext, picks: pd.DataFrame, reasons: pd.Series,
                  model_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """score_students' picks and reasons as the rows of recommendations and recommendation_reasons."""
-    from analytics import recommend
-
-    start, end = recommend.period(ctx.as_of, district.assessment_window_days)
+    start, end = scoring.period(ctx.as_of, district.assessment_window_days)
     rows = picks.assign(
         district_id=district.id, expected_gain=picks["gain"], basis="model", model_id=model_id,
-        period_start=start, period_end=end, evidence=recommend.EVIDENCE, caveat=recommend.CAVEAT,
+        period_start=start, period_end=end, evidence=scoring.EVIDENCE, caveat=scoring.CAVEAT,
     )[["district_id", "student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain",
        "gain_low", "gain_high", "period_start", "period_end", "evidence", "caveat", "basis", "model_id"]]
     why = reasons.rename("reason").rename_axis("student_id").reset_index().assign(
@@ -357,12 +473,15 @@ def _publishable(district: District, ctx: JobContext, picks: pd.DataFrame, reaso
     return rows, why
 
 
-def _write(conn, district: District, ctx: JobContext, picks: pd.DataFrame, why: pd.DataFrame) -> int:
-    written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()})
+def _write(conn, district: District, ctx: JobContext, picks: pd.DataFrame, why: pd.DataFrame, *, students=None) -> int:
+    """Replace the district's rows (or those of the students in the table `students`)."""
+    written = replace_district_rows(conn, recommendations, district.id, picks, stamp={"computed_at": ctx.clock()},
+                                    students=students)
     return written + replace_district_rows(conn, recommendation_reasons, district.id, why,
-                                           stamp={"computed_at": ctx.clock()})
+                                           stamp={"computed_at": ctx.clock()}, students=students)
 
 
-def _counts(picks: pd.DataFrame, why: pd.DataFrame) -> str:
-    return (f"{plural(picks['student_id'].nunique(), 'student')} with recommendations, "
+def _counts(picks: pd.DataFrame, why: pd.DataFrame, scoped: bool = False) -> str:
+    of = " of those re-scored" if scoped else ""
+    return (f"{plural(picks['student_id'].nunique(), 'student')}{of} with recommendations, "
             f"{plural(len(why), 'student')} without (each with its reason)")

@@ -143,6 +143,7 @@ changes_logged = Table(  # the files whose students are all in changed_students
     metadata,
     Column("district_id", String(31), primary_key=True),
     Column("file_id", BigInteger, primary_key=True),
+    Column("first_date", Date),  # the earliest day of the usage rows it wrote (NULL: not known, or none)
 )
 dailypull_state = Table(  # what the district's last publish was computed from
     "dailypull_state",
@@ -526,6 +527,22 @@ recommend_state = Table(
     Column("assessments", Integer, nullable=False),  # their assessment rows this school year up to fitted_as_of
     Column("file_mark", BigInteger, nullable=False),  # the highest ingested_files.file_id of the district then
     Column("fitted_at", DateTime(timezone=True), nullable=False),
+    # What the published rows were last scored from (a refit or a re-score): a night re-scores
+    # only the students whose inputs changed since (README, "recommendations"). NULL: unknown.
+    Column("scored_as_of", Date),
+    Column("scored_mark", BigInteger),  # the highest ingested_files.file_id then
+    Column("table_settings", String(64)),  # dailypull_state.settings then (the bands behind `performance`)
+)
+
+# The bands' median window minutes of each resolved app, among the fit's students who used
+# it (analytics.scoring.peer_medians): the amounts a re-score suggests. Internal.
+recommend_peers = Table(
+    "recommend_peers",
+    metadata,
+    Column("district_id", String(31), primary_key=True),
+    Column("band", String(32), primary_key=True),
+    Column("app", String(41), primary_key=True),
+    Column("minutes", Float, nullable=False),  # no row: fewer than MIN_PEERS users, no amount to suggest
 )
 
 # Who holds a named lock, for databases without advisory locks (SQLite); a holder that

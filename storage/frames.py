@@ -281,15 +281,20 @@ def _canonical(frame: pd.DataFrame, table: Table, columns: list[str]) -> pd.Data
 
 
 def replace_district_rows(conn: Connection, table: Table, district_id: str, frame: pd.DataFrame,
-                          *, stamp: dict) -> int:
-    """Make `table` hold exactly `frame`'s rows for the district, in the caller's transaction.
+                          *, stamp: dict, students: Table | None = None) -> int:
+    """Make `table` hold exactly `frame`'s rows for the district, in the caller's transaction;
+    with `students` (a table with a student_id column), for those students only, and the
+    district's other rows are left as they are.
 
     `stamp` (e.g. {"computed_at": now}) is added to written rows. Nothing is written when
     the published rows already equal `frame`, so a rerun leaves them, stamps included, as
     they were. Returns the number of rows written.
     """
     compared = [c for c in frame.columns if c not in stamp]
-    statement = select(*(table.c[c] for c in compared)).where(table.c.district_id == district_id)
+    mine = [table.c.district_id == district_id]
+    if students is not None:
+        mine.append(table.c.student_id.in_(select(students.c.student_id)))
+    statement = select(*(table.c[c] for c in compared)).where(*mine)
     # Through COPY where every column's type allows it: a district's millions of rows are not
     # held as Python tuples to be compared (both reads give the same canonical text).
     copyable = all(isinstance(table.c[c].type, (Date, DateTime, Integer, SmallInteger, BigInteger, Float, String))
@@ -299,5 +304,5 @@ def replace_district_rows(conn: Connection, table: Table, district_id: str, fram
         _canonical(frame, table, compared)
     ):
         return 0
-    conn.execute(delete(table).where(table.c.district_id == district_id))
+    conn.execute(delete(table).where(*mine))
     return bulk_insert(conn, table, frame.assign(**stamp))

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 
 import config
-from analytics import recommend
+from analytics import scoring
 from runner.cycle import run_cycle
-from models import app_effects, model_runs, recommend_state, recommendation_reasons, recommendations
+from models import (
+    app_effects, model_runs, recommend_peers, recommend_state, recommendation_reasons, recommendations,
+)
 from tests.integration.test_recommendations import APPS, ASSESSED, AS_OF, JOBS, district_files, table
 
 pytestmark = pytest.mark.slow
@@ -69,10 +71,15 @@ def test_a_night_rescores_from_the_stored_fit(engine, fitted):
     result = cycle(engine, landing, night)
     assert result.message.startswith(
         "re-scored from the fit of 2026-11-22 (1 day old, under 7; 0 of 360 type 1 students added or removed and "
-        "8 of 360 assessment rows added or changed, within 5%; same settings); 360 type 1 students; ")
+        "8 of 360 assessment rows added or changed, within 5%; same settings); 360 type 1 students, 8 of them "
+        "re-scored (their inputs changed since the scoring of 2026-11-22; the others keep their rows, with the "
+        "period moved); ")
     assert model_ids(engine) == fits  # nothing fitted
     pd.testing.assert_frame_equal(table(engine, app_effects, "planted"), effects)
-    assert table(engine, recommend_state, "planted").to_dict("records") == [state]
+    [after] = table(engine, recommend_state, "planted").to_dict("records")
+    scored = ("scored_as_of", "scored_mark")
+    assert {k: v for k, v in after.items() if k not in scored} == {k: v for k, v in state.items() if k not in scored}
+    assert str(after["scored_as_of"]) == "2026-11-23" and after["scored_mark"] > state["scored_mark"]
 
     # by hand: the same fitted effects, each student's band and window minutes of boost
     first = hours["score"].clip(0, 100).round(3)
@@ -81,7 +88,16 @@ def test_a_night_rescores_from_the_stored_fit(engine, fitted):
     window[again] = 20.0  # cut at 11-23: only yesterday's use is in its window
     features = pd.DataFrame({"performance": band(score), "used_before": True, "win_boost": window}).rename_axis(
         "student_id").sort_index()
-    picks, reasons = recommend.score_students(features, effects, APPS, chosen=True, district_reason=None)
+    # the amounts suggested are the fit's: its bands' median use, kept in recommend_peers
+    at_fit = features.assign(performance=band(first), win_boost=(hours["boost"] * 60 / 5).round(3) * 5)
+    resolved = sorted(effects.loc[effects["status"] == scoring.RESOLVED, "app"])
+    medians = scoring.peer_medians(at_fit, resolved)
+    kept = table(engine, recommend_peers, "planted").pivot(index="band", columns="app", values="minutes")
+    pd.testing.assert_frame_equal(kept.reindex(index=medians.index, columns=medians.columns), medians,
+                                  check_names=False, rtol=1e-12)
+    assert resolved == ["boost"] and medians.notna().sum().sum() >= 2
+    picks, reasons = scoring.score_students(features, effects, APPS, chosen=True, district_reason=None,
+                                            medians=medians)
     recs = table(engine, recommendations, "planted").sort_values(["student_id", "rank"], ignore_index=True)
     pd.testing.assert_frame_equal(
         recs[["student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain", "gain_low",
@@ -164,6 +180,6 @@ def test_a_too_small_district_rescores_with_its_reason_and_refits_once_large_eno
     assert first.message.startswith("refitted: no stored fit for the district; 20 type 1 students; district too small")
     night = cycle(engine, landing, date(2026, 11, 23))
     assert night.message.startswith("re-scored from the fit of 2026-11-22")
-    assert set(table(engine, recommendation_reasons, "planted")["reason"]) == {recommend.TOO_SMALL}
+    assert set(table(engine, recommendation_reasons, "planted")["reason"]) == {scoring.TOO_SMALL}
     [run] = table(engine, model_runs, "planted").to_dict("records")
     assert set(table(engine, recommendation_reasons, "planted")["model_id"]) == {run["model_id"]}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from analytics import recommend
+from analytics import recommend, scoring
 from analytics.recommend import Score
 
 APPS = ("ixl", "lexia")
@@ -46,11 +46,11 @@ def usage():
 
 
 def rows(back=0):
-    return recommend.assessment_rows(students(), assessments(), back=back)
+    return scoring.assessment_rows(students(), assessments(), back=back)
 
 
 def features(back=0):
-    return recommend.usage_features(rows(back), usage(), APPS, window_days=30, year_start=YEAR_START, trend_weeks=3)
+    return scoring.usage_features(rows(back), usage(), APPS, window_days=30, year_start=YEAR_START, trend_weeks=3)
 
 
 def test_the_target_is_the_latest_assessment_and_the_prior_the_one_before():
@@ -87,8 +87,8 @@ def test_the_trend_counts_weeks_back_from_the_cutoff():
 def test_use_only_after_the_assessment_is_no_use():
     late = pd.DataFrame([("a", "ixl", "2026-11-16", 60.0), ("b", "lexia", "2026-10-02", 60.0)],
                         columns=["student_id", "app", "date", "minutes"])
-    f = recommend.usage_features(rows(), late, APPS, window_days=30, year_start=YEAR_START)
-    assert f[recommend.usage_columns(APPS)].to_numpy().sum() == 0
+    f = scoring.usage_features(rows(), late, APPS, window_days=30, year_start=YEAR_START)
+    assert f[scoring.usage_columns(APPS)].to_numpy().sum() == 0
     assert not f["used_before"].any()
 
 
@@ -153,16 +153,16 @@ def test_recommendations_come_from_the_resolved_effect_only():
     effects = pd.DataFrame({"app": ["ixl", "lexia"], "effect": [2.0, 5.0], "ci_low": [1.0, -1.0],
                             "ci_high": [3.0, 11.0],
                             "status": ["resolved: higher scores", "unresolved: corrected interval includes 0"]})
-    picks = recommend.effect_recommendations(f, effects, APPS).set_index("student_id")
+    picks = scoring.effect_recommendations(f, effects, APPS).set_index("student_id")
     # a and b: up to the excellent median of ixl (240 min); c used nothing before her assessment;
     # lexia's interval includes 0, so it fills no slot however large its estimate
     assert list(picks.index) == ["a", "b"] and (picks["app"] == "ixl").all()
     assert picks.loc["a", ["current_minutes", "suggested_minutes", "gain", "gain_low", "gain_high"]].tolist() == \
         [0.0, 240.0, 8.0, 4.0, 12.0]  # 4 extra hours x 2 (1 to 3) points an hour
     assert picks.loc["b", "gain"] == pytest.approx(6.0)
-    why = recommend.reasons(f, picks.reset_index(), district_reason=None, effects=effects)
-    assert why["c"] == recommend.NO_USAGE
-    assert why["d"] == recommend.AT_TARGET
+    why = scoring.reasons(f, picks.reset_index(), district_reason=None, effects=effects)
+    assert why["c"] == scoring.NO_USAGE
+    assert why["d"] == scoring.AT_TARGET
 
 
 def test_candidate_models_follow_scikit_learn_conventions():
@@ -182,13 +182,13 @@ def test_inputs_are_not_mutated():
 
 def test_a_small_district_gets_a_reason_for_every_student():
     out = recommend.recommend(students(), assessments(), usage(), APPS, window_days=30, year_start=YEAR_START)
-    assert out.district_reason == recommend.TOO_SMALL and out.picks.empty
-    assert out.reasons.to_dict() == {"a": recommend.TOO_SMALL, "b": recommend.TOO_SMALL}
+    assert out.district_reason == scoring.TOO_SMALL and out.picks.empty
+    assert out.reasons.to_dict() == {"a": scoring.TOO_SMALL, "b": scoring.TOO_SMALL}
     assert "2 type 1 students and 1 schools (needs 200 and 6)" in out.verdicts["none"]
 
 
 def test_the_period_is_the_window_after_the_as_of_day():
-    assert recommend.period(date(2026, 11, 22), 30) == (date(2026, 11, 23), date(2026, 12, 22))
+    assert scoring.period(date(2026, 11, 22), 30) == (date(2026, 11, 23), date(2026, 12, 22))
 
 
 def test_the_fast_ridge_chooses_the_penalty_by_exact_leave_one_out_error():
@@ -233,7 +233,7 @@ def fitted_effects():
 def test_scoring_from_fitted_effects_by_hand():
     features, effects = scoring_frame(), fitted_effects()
     before = features.copy(), effects.copy()
-    picks, reasons = recommend.score_students(features, effects, ["a", "b", "c"], chosen=True, district_reason=None)
+    picks, reasons = scoring.score_students(features, effects, ["a", "b", "c"], chosen=True, district_reason=None)
     third = 20 / 60  # s2: 10 -> 30 minutes of b
     expected = pd.DataFrame({
         "student_id": ["e1", "e2", "s1", "s1", "s2"],  # excellent: their own band's median user
@@ -246,23 +246,23 @@ def test_scoring_from_fitted_effects_by_hand():
         "gain_high": [10.0, 5.0, 20.0, 2.5, 5 * third],
     })
     pd.testing.assert_frame_equal(picks[expected.columns].reset_index(drop=True), expected, check_dtype=False)
-    assert reasons.to_dict() == {"e3": recommend.AT_TARGET, "e4": recommend.AT_TARGET, "e5": recommend.AT_TARGET,
-                                 "s3": recommend.NO_USAGE}
+    assert reasons.to_dict() == {"e3": scoring.AT_TARGET, "e4": scoring.AT_TARGET, "e5": scoring.AT_TARGET,
+                                 "s3": scoring.NO_USAGE}
     pd.testing.assert_frame_equal(features, before[0])
     pd.testing.assert_frame_equal(effects, before[1])
 
 
 def test_scoring_without_a_model_that_passed_gives_the_reason_to_everyone():
-    picks, reasons = recommend.score_students(scoring_frame(), fitted_effects(), ["a", "b", "c"], chosen=False,
-                                              district_reason=recommend.GATE_FAILED)
-    assert picks.empty and list(picks.columns) == recommend.PICK_COLUMNS
-    assert len(reasons) == 8 and set(reasons) == {recommend.GATE_FAILED}
+    picks, reasons = scoring.score_students(scoring_frame(), fitted_effects(), ["a", "b", "c"], chosen=False,
+                                              district_reason=scoring.GATE_FAILED)
+    assert picks.empty and list(picks.columns) == scoring.PICK_COLUMNS
+    assert len(reasons) == 8 and set(reasons) == {scoring.GATE_FAILED}
 
 
 def test_scoring_needs_only_the_window_minutes_of_the_resolved_apps():
-    full = recommend.score_students(scoring_frame(), fitted_effects(), ["a", "b", "c"], chosen=True,
+    full = scoring.score_students(scoring_frame(), fitted_effects(), ["a", "b", "c"], chosen=True,
                                     district_reason=None)
-    lean = recommend.score_students(scoring_frame().drop(columns=["win_c"]), fitted_effects(), ["a", "b", "c"],
+    lean = scoring.score_students(scoring_frame().drop(columns=["win_c"]), fitted_effects(), ["a", "b", "c"],
                                     chosen=True, district_reason=None)
     pd.testing.assert_frame_equal(full[0], lean[0])
     pd.testing.assert_series_equal(full[1], lean[1])

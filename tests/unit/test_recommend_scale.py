@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.dummy import DummyRegressor
 from threadpoolctl import threadpool_info
 
-from analytics import recommend
+from analytics import recommend, scoring
 from tests.simulate import WINDOW, App, district
 from tests.unit.test_recommend import APPS, YEAR_START, rows, usage
 
@@ -39,7 +39,7 @@ def frame(n_schools: int = 10, per_school: int = 10) -> pd.DataFrame:
         "prior": target, "prior_year": target, "prior_source": "assessment",
         "school_id": [f"s{i % n_schools}" for i in range(n)], "grade": "5", "target": target,
     }, index=pd.Index([f"st{i}" for i in range(n)], name="student_id"))
-    for column in recommend.usage_columns(APPS):
+    for column in scoring.usage_columns(APPS):
         out[column] = 0.0
     return out
 
@@ -112,8 +112,8 @@ def test_categorical_usage_gives_the_same_features_as_text():
         date=pd.to_datetime(plain["date"]).astype("datetime64[s]"),
     )
     kw = dict(window_days=30, year_start=YEAR_START, trend_weeks=3)
-    pd.testing.assert_frame_equal(recommend.usage_features(rows(), compact, APPS, **kw),
-                                  recommend.usage_features(rows(), plain, APPS, **kw))
+    pd.testing.assert_frame_equal(scoring.usage_features(rows(), compact, APPS, **kw),
+                                  scoring.usage_features(rows(), plain, APPS, **kw))
 
 
 def sim(seed: int, effect: float, n: int = 1200):
@@ -134,8 +134,9 @@ def test_every_fit_and_score_runs_within_the_thread_limit(monkeypatch):
             return function(*args, **kw)
         return call
 
-    for name in ("usage_features", "cross_validate", "backtest", "adjusted_effects", "effect_recommendations"):
+    for name in ("usage_features", "cross_validate", "backtest", "adjusted_effects"):
         monkeypatch.setattr(recommend, name, watched(getattr(recommend, name)))
+    monkeypatch.setattr(scoring, "effect_recommendations", watched(scoring.effect_recommendations))
     monkeypatch.setattr(recommend, "_rows_to_learn", watched(recommend._rows_to_learn))  # once per fit
     outcome = run(sim(0, 4.0, n=400), threads=1)
     assert outcome.chosen is not None and len(seen) > 10
@@ -173,9 +174,9 @@ def test_the_sampled_gate_matches_the_full_one(seed, effect):
 def test_scoring_in_chunks_gives_the_same_recommendations():
     outcome = run(sim(0, 4.0, n=400))
     assert outcome.chosen is not None and len(outcome.picks) > 100
-    in_chunks = recommend.effect_recommendations(outcome.features, outcome.effects, ["used", "other", "third"],
+    in_chunks = scoring.effect_recommendations(outcome.features, outcome.effects, ["used", "other", "third"],
                                                  chunk=7)  # 400 students, 7 at a time
-    whole = recommend.effect_recommendations(outcome.features, outcome.effects, ["used", "other", "third"],
+    whole = scoring.effect_recommendations(outcome.features, outcome.effects, ["used", "other", "third"],
                                              chunk=10_000)
     pd.testing.assert_frame_equal(in_chunks, whole)
     pd.testing.assert_frame_equal(whole, outcome.picks)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics import recommend
+from analytics import recommend, scoring
 from tests.simulate import WINDOW, App, district, steady
 
 pytestmark = pytest.mark.slow
@@ -28,8 +28,8 @@ MIX = {
 
 
 def effects_of(sim) -> pd.DataFrame:
-    rows = recommend.assessment_rows(sim.students, sim.assessments)
-    features = recommend.usage_features(rows, sim.usage, sim.apps, window_days=WINDOW, year_start=YEAR_START)
+    rows = scoring.assessment_rows(sim.students, sim.assessments)
+    features = scoring.usage_features(rows, sim.usage, sim.apps, window_days=WINDOW, year_start=YEAR_START)
     return recommend.adjusted_effects(features, sim.apps).set_index("app")
 
 
@@ -117,16 +117,16 @@ def test_use_after_the_assessment_only_gives_no_gain():
     sim = district(5000, MIX, n=400, schools=10, usage_after=True)
     out = run(sim)
     assert out.picks.empty
-    assert set(out.reasons) == {recommend.GATE_FAILED} or set(out.reasons) == {recommend.NO_USAGE}
-    assert (out.features[recommend.usage_columns(sim.apps)].to_numpy() == 0).all()
+    assert set(out.reasons) == {scoring.GATE_FAILED} or set(out.reasons) == {scoring.NO_USAGE}
+    assert (out.features[scoring.usage_columns(sim.apps)].to_numpy() == 0).all()
 
 
 def test_sixty_students_are_too_few_and_two_hundred_in_six_schools_are_enough():
     small = run(district(6000, MIX, n=60, schools=6))
-    assert small.district_reason == recommend.TOO_SMALL and small.picks.empty
-    assert set(small.reasons) == {recommend.TOO_SMALL} and len(small.reasons) == 60
+    assert small.district_reason == scoring.TOO_SMALL and small.picks.empty
+    assert set(small.reasons) == {scoring.TOO_SMALL} and len(small.reasons) == 60
     enough = run(district(6001, MIX, n=200, schools=6))
-    assert enough.design == "grouped_cv" and enough.district_reason != recommend.TOO_SMALL
+    assert enough.design == "grouped_cv" and enough.district_reason != scoring.TOO_SMALL
     assert recommend.BASELINE in enough.scores
 
 
