@@ -17,7 +17,8 @@ import config
 from analytics import scoring
 from runner.cycle import run_cycle
 from models import (
-    app_effects, model_runs, recommend_peers, recommend_state, recommendation_reasons, recommendations,
+    app_effects, changes_logged, ingested_files, job_runs, model_runs, recommend_peers, recommend_state,
+    recommendation_reasons, recommendations,
 )
 from tests.integration.test_recommendations import APPS, ASSESSED, AS_OF, JOBS, district_files, table
 
@@ -183,3 +184,80 @@ def test_a_too_small_district_rescores_with_its_reason_and_refits_once_large_eno
     assert set(table(engine, recommendation_reasons, "planted")["reason"]) == {scoring.TOO_SMALL}
     [run] = table(engine, model_runs, "planted").to_dict("records")
     assert set(table(engine, recommendation_reasons, "planted")["model_id"]) == {run["model_id"]}
+
+
+def published(engine):
+    """recommendations and recommendation_reasons of the planted district, without the stamps."""
+    recs = table(engine, recommendations, "planted").drop(columns="computed_at")
+    why = table(engine, recommendation_reasons, "planted").drop(columns="computed_at")
+    return (recs.sort_values(["student_id", "rank"], ignore_index=True),
+            why.sort_values("student_id", ignore_index=True))
+
+
+def test_a_night_rescores_only_the_students_whose_inputs_changed(engine, fitted):
+    """A night's usage of the new day changes nobody's picks; a row re-sent for a day before
+    an assessment, a new key before it and a new assessment each change one student's. Those
+    three are re-scored, every other row keeps its values with its period moved, and the
+    whole district re-scored from the same fit gives the same rows."""
+    landing, hours = fitted
+    folder = landing / "planted"
+    night = date(2026, 11, 23)
+    before_recs, before_why = published(engine)
+    ids = hours.index
+    pd.DataFrame({"student_id": ids, "app": "boost", "date": night.isoformat(), "minutes": 20.0}).to_csv(
+        folder / "usage_night.csv", index=False)
+    # two students suggested more boost, each a few minutes short of the amount: one day of
+    # their window re-sent with 1 minute more, and a new day with 2 minutes
+    short = before_recs.loc[(before_recs["app"] == "boost")
+                            & (before_recs["suggested_minutes"] - before_recs["current_minutes"] > 10)]
+    one, two = short["student_id"].iloc[:2]
+    resent = (hours.loc[one, "boost"] * 60 / 5).round(3) + 1.0  # 2026-10-14 was 1/5 of the window's use
+    pd.DataFrame({"student_id": [one, two], "app": "boost", "date": ["2026-10-14", "2026-10-13"],
+                  "minutes": [resent, 2.0]}).to_csv(folder / "usage_late.csv", index=False)
+    third = next(i for i in ids if i not in (one, two))
+    pd.DataFrame({"student_id": [third], "assessment_id": "unit2", "date": [night.isoformat()],
+                  "score": [70.0]}).to_csv(folder / "assessments_night.csv", index=False)
+
+    # dailypull and most_used follow the change log first; it is kept until recommendations has too
+    cycle_jobs = [j for j in JOBS if j != "recommendations"]
+    s = config.parse({"districts": [{"id": "planted", "apps": APPS}]})
+    run_cycle(engine, s, districts=list(s.districts), jobs=cycle_jobs, as_of=night, landing_dir=landing,
+              now=datetime(2026, 11, 23, 2, tzinfo=timezone.utc))
+    logged = table(engine, changes_logged, "planted").merge(
+        table(engine, ingested_files, "planted")[["file_id", "path"]], on="file_id")
+    firsts = dict(zip(logged["path"], logged["first_date"].astype(str)))
+    assert firsts == {"planted/usage_night.csv": "2026-11-23", "planted/usage_late.csv": "2026-10-13"}
+
+    result = cycle(engine, landing, night, jobs=["recommendations"])
+    assert "; 360 type 1 students, 3 of them re-scored (their inputs changed since the scoring of 2026-11-22; " \
+           "the others keep their rows, with the period moved); " in result.message, result.message
+    assert table(engine, changes_logged, "planted").empty  # every follower has followed it
+
+    recs, why = published(engine)
+    assert set(recs["period_start"].astype(str)) == {"2026-11-24"} and set(recs["period_end"].astype(str)) == {"2026-12-23"}  # the 30 days after it
+    values = ["student_id", "rank", "app", "current_minutes", "suggested_minutes", "expected_gain", "gain_low",
+              "gain_high", "model_id"]
+    changed = [one, two, third]
+    pd.testing.assert_frame_equal(recs.loc[~recs["student_id"].isin(changed), values].reset_index(drop=True),
+                                  before_recs.loc[~before_recs["student_id"].isin(changed), values]
+                                  .reset_index(drop=True))
+    pd.testing.assert_frame_equal(why.loc[~why["student_id"].isin(changed)].reset_index(drop=True),
+                                  before_why.loc[~before_why["student_id"].isin(changed)].reset_index(drop=True))
+    boost = recs.loc[recs["app"] == "boost"].set_index("student_id")
+    was = short.set_index("student_id")
+    for student, more in ((one, 1.0), (two, 2.0)):  # the same suggestion, from a little more use
+        assert boost.loc[student, "current_minutes"] == pytest.approx(was.loc[student, "current_minutes"] + more)
+        assert boost.loc[student, "suggested_minutes"] == was.loc[student, "suggested_minutes"]
+        assert boost.loc[student, "expected_gain"] < was.loc[student, "expected_gain"]
+
+    # the whole district re-scored from the same fit: nothing to change
+    with engine.begin() as conn:
+        conn.execute(recommend_state.update().values(table_settings="other"))
+        conn.execute(job_runs.delete().where(job_runs.c.job == "recommendations", job_runs.c.as_of == night))
+    whole = cycle(engine, landing, night, jobs=["recommendations"])
+    assert "; 360 type 1 students, all re-scored (dataframe_planted was published with other settings (bands) " \
+           "since the last scoring); " in whole.message, whole.message
+    assert whole.rows_out == 0
+    after_recs, after_why = published(engine)
+    pd.testing.assert_frame_equal(after_recs, recs)
+    pd.testing.assert_frame_equal(after_why, why)
