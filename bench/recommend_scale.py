@@ -9,9 +9,11 @@ The data is bench/run.py's recommendations_100k shape (each student uses 2-4 of 
 on a `--use` share of 180 school days; one spring assessment rising with the student's
 minutes; 100 schools), written in chunks of students so 1M students never hold students x
 days randoms at once. The prerequisites (ingest, dailypull, most_used) run first as
-`trigger.py` too. With --night the last school day is held out, then loaded as one night
-(ingest, dailypull, most_used) and recommendations runs again: the cost of a night that
-re-scores (README, "recommendations"; its message says which rule decided). PostgreSQL from BENCH_DATABASE_URL, else
+`trigger.py` too. With --night the last school day is held out and the first run's as-of day
+is the day before it; the night loads that day (ingest, dailypull, most_used) and runs
+recommendations for it, the as-of day one day later, as a real night is: the cost of a night
+that re-scores (README, "recommendations"; its message says which rule decided and how many
+students were re-scored). PostgreSQL from BENCH_DATABASE_URL, else
 TEST_DATABASE_URL, in a fresh schema dropped afterwards. --repo times another checkout's
 trigger.py on the same data (a before/after comparison).
 """
@@ -34,14 +36,17 @@ from bench.run import in_job, scratch, timed  # noqa: E402
 CHUNK = 50_000  # students generated at a time
 
 
+def school_days(days: int = 180) -> pd.DatetimeIndex:
+    return pd.bdate_range(date(2026, 8, 17), periods=days)
+
+
 def generate(folder: Path, students: int, apps: int = 40, days: int = 180, use: float = 0.03, seed: int = 3,
              hold_out_last_day: bool = False) -> int:
     """Usage, students and assessments CSVs for district `bench` under folder/bench; returns
     the usage rows written (the held-out day, if any, goes to folder/usage_night.csv)."""
     rng = np.random.default_rng(seed)
     app_ids = np.array([f"app{i:02d}" for i in range(apps)])
-    school_days = pd.bdate_range(date(2026, 8, 17), periods=days)
-    day_text = np.asarray(school_days.strftime("%Y-%m-%d"))
+    day_text = np.asarray(school_days(days).strftime("%Y-%m-%d"))
     target = folder / "bench"
     target.mkdir(parents=True, exist_ok=True)
     files = {name: target / f"{name}.csv" for name in ("usage_year", "students", "assessments")}
@@ -93,6 +98,9 @@ def main(argv=None) -> int:
         rows = generate(landing, args.students, args.apps, use=args.use, hold_out_last_day=args.night)
         print(f"generated {rows:,} usage rows for {args.students:,} students in {time.perf_counter() - started:.0f} s",
               flush=True)
+        if args.night:  # the year up to the day before the held-out one; the night is that day's
+            before, last = (day.date().isoformat() for day in school_days()[-2:])
+            trigger[trigger.index("--as-of") + 1] = before
         wall, peak, out = timed([*trigger, "--jobs", "ingest,dailypull,most_used"], place.env, place.work)
         print(f"prerequisites (ingest, dailypull, most_used): {wall:.0f} s, peak RSS {peak:,.0f} MB", flush=True)
         runs = [("full run", [])]
@@ -101,6 +109,7 @@ def main(argv=None) -> int:
         for what, steps in runs:
             if steps:
                 (landing / "bench" / "usage_night.csv").write_bytes((landing / "usage_night.csv").read_bytes())
+                trigger[trigger.index("--as-of") + 1] = last
                 wall, peak, _ = timed([*trigger, "--jobs", "ingest,dailypull,most_used"], place.env, place.work)
                 print(f"  the night's ingest, dailypull, most_used: {wall:.0f} s, peak RSS {peak:,.0f} MB", flush=True)
             wall, peak, out = timed([*trigger, "--jobs", "recommendations"], place.env, place.work)

@@ -6,11 +6,11 @@ import hashlib
 import logging
 import os
 
-from sqlalchemy import Engine, String, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, String, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from models import metadata
-from storage.ddl import AddColumn
+from storage.ddl import AddColumn, SetStorage
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ def connect(url: str) -> Engine:
             conn.execute(select(func.pg_advisory_xact_lock(lock_key("schema"))))
         metadata.create_all(conn)
         _add_missing_columns(conn)
+        if is_postgres(conn):
+            _set_storage_parameters(conn)
     return engine
 
 
@@ -114,6 +116,21 @@ def _add_missing_columns(conn: Connection) -> None:
             if column.name not in present and column.nullable:
                 conn.execute(AddColumn(table, column))
                 log.info("%s: column %s added", table.name, column.name)
+
+
+def _set_storage_parameters(conn: Connection) -> None:
+    """Give tables made by an earlier version the storage parameters set since (models'
+    `postgresql_with`, e.g. the free space that lets recommendations' nightly period UPDATE
+    stay on the row's page); rows written later follow them."""
+    for table in metadata.sorted_tables:
+        wanted = {name: int(value) for name, value in (table.dialect_options["postgresql"]["with"] or {}).items()}
+        if not wanted:
+            continue
+        present = conn.execute(text("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:name)"),
+                               {"name": table.name}).scalar() or []
+        if set(present) != {f"{name}={value}" for name, value in wanted.items()}:
+            conn.execute(SetStorage(table, wanted))
+            log.info("%s: storage parameters set (%s)", table.name, wanted)
 
 
 def _sqlite_transactions(engine: Engine) -> None:

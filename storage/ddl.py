@@ -25,6 +25,21 @@ class DropColumn(DDLElement):
         self.table, self.column_name = table, column_name
 
 
+class SetStorage(DDLElement):
+    """PostgreSQL's `ALTER TABLE ... SET (name = value, ...)`: a table's storage parameters."""
+    inherit_cache = False
+
+    def __init__(self, table: Table, parameters: dict[str, int]):
+        self.table, self.parameters = table, parameters
+
+
+@compiles(SetStorage, "postgresql")
+def _set_storage(element, compiler, **kw):
+    settings = ", ".join(f"{compiler.preparer.quote(name)} = {int(value)}"
+                         for name, value in sorted(element.parameters.items()))
+    return f"ALTER TABLE {compiler.preparer.format_table(element.table)} SET ({settings})"
+
+
 @compiles(AddColumn)
 def _add_column(element, compiler, **kw):
     spec = compiler.get_column_specification(element.column)

@@ -128,3 +128,30 @@ def test_reading_in_blocks_gives_the_rows_of_a_plain_read(engine, rows):
     assert both["student_id"].astype(str).tolist() == plain["student_id"].tolist()
     assert pd.to_datetime(both["date"]).tolist() == pd.to_datetime(plain["date"]).tolist()
     assert both["minutes"].tolist() == plain["minutes"].tolist()
+
+
+def test_a_database_made_by_an_earlier_version_gains_what_was_added_since(db_url):
+    """Nullable columns added to a table since, and (PostgreSQL) its storage parameters, are
+    given to a database an earlier release made, at the next start; rows stay."""
+    from sqlalchemy import inspect, text
+
+    from models import changes_logged, recommend_state
+    from storage import database
+    from storage.ddl import DropColumn
+
+    first = database.connect(db_url)
+    with first.begin() as conn:
+        conn.execute(changes_logged.insert().values(district_id="alpha", file_id=7, first_date=date(2026, 9, 1)))
+        conn.execute(DropColumn(recommend_state, "scored_as_of"))
+        conn.execute(DropColumn(changes_logged, "first_date"))
+        if database.is_postgres(conn):
+            conn.execute(text("ALTER TABLE recommendations RESET (fillfactor)"))
+    first.dispose()
+    again = database.connect(db_url)
+    with again.connect() as conn:
+        assert "scored_as_of" in {c["name"] for c in inspect(conn).get_columns("recommend_state")}
+        assert conn.execute(select(changes_logged.c.file_id, changes_logged.c.first_date)).all() == [(7, None)]
+        if database.is_postgres(conn):
+            options = conn.execute(text("SELECT reloptions FROM pg_class WHERE oid = to_regclass('recommendations')"))
+            assert options.scalar() == ["fillfactor=50"]
+    again.dispose()
