@@ -18,7 +18,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import case, delete, distinct, func, or_, select, union, update
+from sqlalchemy import case, delete, distinct, func, or_, select, update
 
 from analytics import refit, scoring
 from analytics.school_year import school_year_containing
@@ -320,7 +320,7 @@ def _rescore(engine, district: District, ctx: JobContext, year, fit: refit.Fit, 
     with engine.begin() as conn:
         if scope is None:
             written = _write(conn, district, ctx, picks, why_not)
-        else:  # the scope's rows (students no longer type 1 included: they have none now), then the period
+        else:  # the scope's rows, then every other row's period
             students = changes.students_table(conn, "recommend_scope", scope)
             written = _write(conn, district, ctx, picks, why_not, students=students) + _move_period(conn, district, ctx)
             students.drop(conn)
@@ -359,32 +359,37 @@ def _scope(conn, district: District, table, year, as_of: date, stored: dict) -> 
     Since the last scoring (its day and file mark, recommend_state), a student's picks
     change only if their band or school changed, or the assessment days or the usage before
     those days: the students of an assessment row written by a later file or dated after
-    that day; of a usage file whose earliest day is before it (jobs.changes.dated_since:
-    features count only days before an assessment made by then, so a night's file of that
-    day or later names nobody); and the type 1 students without published rows, or
-    published students no longer type 1. Anything else loaded since (a roster, a CLIx tree, xAPI, a removal),
-    another bands setting behind dailypull's table, or a day before the last scoring's:
-    every student."""
+    that day (a student becomes type 1 only so), and of a usage file whose earliest day is
+    before it (jobs.changes.dated_since: features count only days before an assessment made
+    by then, so a night's file of that day or later names nobody). Anything else loaded
+    since (a roster, a CLIx tree, xAPI, a removal: a student stops being type 1 only so),
+    another bands setting behind dailypull's table, a day before the last scoring's, or
+    published rows not as the last scoring left them: every student."""
     last = stored["scored_as_of"]
     if last > as_of:
         return None, f"the as-of day is before the last scoring's ({last})"
     state = conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
     if state is None or state != stored["table_settings"]:
         return None, f"{table.name} was published with other settings (bands) since the last scoring"
+    if _published_students(conn, district) != stored["scored_students"]:
+        return None, f"the published rows are not as the scoring of {last} left them"
     named, why = changes.dated_since(conn, district.id, stored["scored_mark"], last)
     if named is None:
         return None, why
-    assessed = select(assessments.c.student_id).where(
+    assessed = read_frame(conn, select(assessments.c.student_id).where(
         assessments.c.district_id == district.id, assessments.c.date.between(year.start, as_of),
-        or_(assessments.c.file_id > stored["scored_mark"], assessments.c.date > last))
-    published = union(select(recommendations.c.student_id).where(recommendations.c.district_id == district.id),
-                      select(recommendation_reasons.c.student_id).where(
-                          recommendation_reasons.c.district_id == district.id)).subquery()
-    typed = select(table.c.student_id).where(table.c.type == 1)
-    unpublished = typed.where(table.c.student_id.not_in(select(published.c.student_id)))
-    untyped = select(published.c.student_id).where(published.c.student_id.not_in(typed))
-    found = read_frame(conn, union(assessed, unpublished, untyped))["student_id"].astype("string")
-    return pd.concat([named, found], ignore_index=True).drop_duplicates().sort_values(ignore_index=True), ""
+        or_(assessments.c.file_id > stored["scored_mark"], assessments.c.date > last)).distinct())
+    return (pd.concat([named, assessed["student_id"].astype("string")], ignore_index=True)
+            .drop_duplicates().sort_values(ignore_index=True)), ""
+
+
+def _published_students(conn, district: District) -> int:
+    """Students with published rows: a reason, or recommendations (each has a rank 1)."""
+    reasons = select(func.count()).select_from(recommendation_reasons).where(
+        recommendation_reasons.c.district_id == district.id)
+    picked = select(func.count()).select_from(recommendations).where(
+        recommendations.c.district_id == district.id, recommendations.c.rank == 1)
+    return int(conn.execute(reasons).scalar()) + int(conn.execute(picked).scalar())
 
 
 def _features(conn, district: District, table, year, as_of: date, effects: pd.DataFrame, stored: dict,
@@ -455,7 +460,8 @@ def _scored(conn, district: District, as_of: date, mark: int) -> None:
     log, which this job follows too, forgotten up to every follower's mark."""
     state = conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
     conn.execute(update(recommend_state).where(recommend_state.c.district_id == district.id)
-                 .values(scored_as_of=as_of, scored_mark=mark, table_settings=state))
+                 .values(scored_as_of=as_of, scored_mark=mark, table_settings=state,
+                         scored_students=_published_students(conn, district)))
     changes.forget_followed(conn, district.id)
 
 

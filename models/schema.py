@@ -535,6 +535,7 @@ recommend_state = Table(
     Column("scored_as_of", Date),
     Column("scored_mark", BigInteger),  # the highest ingested_files.file_id then
     Column("table_settings", String(64)),  # dailypull_state.settings then (the bands behind `performance`)
+    Column("scored_students", Integer),  # students with published rows then (recommendations or a reason)
 )
 
 # The bands' median window minutes of each resolved app, among the fit's students who used

@@ -261,3 +261,24 @@ def test_a_night_rescores_only_the_students_whose_inputs_changed(engine, fitted)
     after_recs, after_why = published(engine)
     pd.testing.assert_frame_equal(after_recs, recs)
     pd.testing.assert_frame_equal(after_why, why)
+
+
+def test_a_night_rescores_everyone_when_it_cannot_tell_who_changed(engine, fitted):
+    """Rows deleted behind the job, then a roster file: each night re-scores every type 1
+    student and says why; the deleted student's rows come back."""
+    landing, hours = fitted
+    recs, why = published(engine)
+    gone = recs["student_id"].iloc[0]
+    with engine.begin() as conn:
+        conn.execute(recommendations.delete().where(recommendations.c.student_id == gone))
+    night = cycle(engine, landing, date(2026, 11, 23))
+    assert "; 360 type 1 students, all re-scored (the published rows are not as the scoring of 2026-11-22 left " \
+           "them); " in night.message, night.message
+    back, _ = published(engine)
+    values = [c for c in recs.columns if not c.startswith("period")]
+    pd.testing.assert_frame_equal(back[values], recs[values])
+    pd.DataFrame({"student_id": hours.index[:3], "school_id": "school0", "grade": "5"}).to_csv(
+        landing / "planted" / "students_moved.csv", index=False)
+    roster = cycle(engine, landing, date(2026, 11, 24))
+    assert "; 360 type 1 students, all re-scored (planted/students_moved.csv was loaded since and is not a file " \
+           "whose rows it can follow); " in roster.message, roster.message
