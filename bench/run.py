@@ -78,7 +78,7 @@ def generate(folder: Path, district: str, students: int, apps: int, days: int, s
     app_ids = np.array([f"app{i:02d}" for i in range(apps)])
     school_days = pd.bdate_range(date(2026, 8, 17), periods=days)
     day_text = np.array(school_days.strftime("%Y-%m-%d"))
-    held_out = list(day_text[-NIGHTS:])  # one file a night, for the nights
+    held_out = list(day_text[-NIGHTS:])  # one file a night, for the nights (night_days)
     target = folder / district
     target.mkdir(parents=True, exist_ok=True)
     outputs = {"year": target / "usage_year.csv",
@@ -112,9 +112,22 @@ def generate(folder: Path, district: str, students: int, apps: int, days: int, s
         # 100 schools: the model basis needs schools (clustered intervals, folds by school)
         pd.DataFrame({"student_id": ids, "school_id": np.char.add("school", (np.arange(students) % 100).astype(str)),
                       "grade": "5"}).to_csv(target / "students.csv", index=False)
-    pd.DataFrame({"student_id": ids[assessed], "assessment_id": "spring", "date": "2027-04-15",
+    spring = "2027-04-15" if "2027-04-15" < held_out[0] else day_text[int(days * 0.8)]  # before the year's as-of day
+    pd.DataFrame({"student_id": ids[assessed], "assessment_id": "spring", "date": spring,
                   "score": score[assessed].round(1)}).to_csv(target / "assessments.csv", index=False)
     return total
+
+
+def night_days(days: int) -> list[str]:
+    """The as-of days: the year's (the school day before the held-out ones), then each night's
+    (its own school day), so a night moves the day on as a real one does."""
+    return [day.date().isoformat() for day in pd.bdate_range(date(2026, 8, 17), periods=days)[-NIGHTS - 1:]]
+
+
+def on(trigger: list[str], day: str) -> list[str]:
+    """`trigger` with its --as-of day replaced."""
+    at = trigger.index("--as-of") + 1
+    return [*trigger[:at], day, *trigger[at + 1:]]
 
 
 def timed(command: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
@@ -202,6 +215,8 @@ def main(argv=None) -> int:
     jobs: list[JobRow] = []
     with scratch(base_url, scale["apps"]) as place:
         work, url, schema, env, trigger = place.work, place.url, place.schema, place.env, place.trigger
+        as_of_days = night_days(scale["days"])
+        trigger = on(trigger, as_of_days[0])  # the year's jobs; night k runs on as_of_days[k]
         landing = work / "landing"
         rows = generate(landing, "bench", **scale)
         year_file = landing / "bench" / "usage_year.csv"
@@ -291,7 +306,7 @@ def main(argv=None) -> int:
             shutil.copy(work / name, landing / "bench" / name)
             day_rows.append(sum(1 for _ in open(landing / "bench" / name)) - 1)
             for job in NIGHT_JOBS:  # one process a job, so each job's peak memory is its own
-                wall, peak, out = timed([*trigger, "--jobs", job], env, work)
+                wall, peak, out = timed([*on(trigger, as_of_days[night]), "--jobs", job], env, work)
                 per_job[job].append((in_job(out, job), peak))
                 if job in ("ingest", "dailypull"):
                     walls.append(wall)
