@@ -17,6 +17,7 @@ from datetime import date
 import pandas as pd
 from sqlalchemy import Column, MetaData, Table, delete, exists, func, or_, select
 
+from analytics import refit
 from storage.database import analyze
 from storage.frames import bulk_insert, read_frame
 from models import changed_students, changes_logged, dailypull_state, ingested_files, most_used_state, recommend_state
@@ -102,8 +103,13 @@ def forget_followed(conn, district_id: str) -> None:
     and needs none."""
     marks = [mark for table in (dailypull_state, most_used_state) for mark in conn.execute(
         select(table.c.file_mark).where(table.c.district_id == district_id)).scalars()]
-    marks += [mark for mark in conn.execute(select(recommend_state.c.scored_mark).where(
-        recommend_state.c.district_id == district_id)).scalars() if mark is not None]
+    latest = conn.execute(select(dailypull_state.c.as_of).where(dailypull_state.c.district_id == district_id)).scalar()
+    for mark, fitted in conn.execute(select(recommend_state.c.scored_mark, recommend_state.c.fitted_as_of).where(
+            recommend_state.c.district_id == district_id)).all():
+        # a fit the next run will refit by age reads everything and needs no log: so a
+        # recommendations job that stopped running does not keep the log growing
+        if mark is not None and (latest is None or (latest - fitted).days < refit.REFIT_AFTER_DAYS):
+            marks.append(mark)
     if marks:
         for table in (changed_students, changes_logged):
             conn.execute(delete(table).where(table.c.district_id == district_id, table.c.file_id <= min(marks)))

@@ -282,3 +282,25 @@ def test_a_night_rescores_everyone_when_it_cannot_tell_who_changed(engine, fitte
     roster = cycle(engine, landing, date(2026, 11, 24))
     assert "; 360 type 1 students, all re-scored (planted/students_moved.csv was loaded since and is not a file " \
            "whose rows it can follow); " in roster.message, roster.message
+
+
+def test_the_change_log_waits_for_recommendations_only_while_its_fit_is_young(engine, fitted):
+    """dailypull and most_used follow the log and prune it; a file recommendations has not
+    followed stays, until the fit is old enough that its next run refits (and reads all)."""
+    landing, hours = fitted
+    s = config.parse({"districts": [{"id": "planted", "apps": APPS}]})
+    followers = [j for j in JOBS if j != "recommendations"]
+
+    def night(day: date):
+        pd.DataFrame({"student_id": hours.index[:5], "app": "boost", "date": day.isoformat(), "minutes": 10.0}) \
+            .to_csv(landing / "planted" / f"usage_{day}.csv", index=False)
+        run_cycle(engine, s, districts=list(s.districts), jobs=followers, as_of=day, landing_dir=landing,
+                  now=datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=2))
+        logged = table(engine, changes_logged, "planted").merge(table(engine, ingested_files, "planted"),
+                                                                on="file_id")
+        return sorted(logged["path"])
+
+    assert night(date(2026, 11, 23)) == ["planted/usage_2026-11-23.csv"]  # kept for recommendations
+    assert night(date(2026, 11, 28)) == ["planted/usage_2026-11-23.csv", "planted/usage_2026-11-28.csv"]
+    assert night(date(2026, 11, 29)) == []  # the fit of 11-22 is 7 days old: its next run refits
+    assert cycle(engine, landing, date(2026, 11, 29)).message.startswith("refitted: the fit of 2026-11-22 is 7 days")
