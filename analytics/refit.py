@@ -58,7 +58,9 @@ def before_reading(fit: Fit | None, *, as_of: date, settings: str, force: bool) 
 
 
 def changes_since(fit: Fit, student_ids: pd.Index, assessments: pd.DataFrame) -> Changes:
-    """Compare the type 1 students and their assessment rows with the fit's.
+    """Compare the type 1 students and their assessment rows with the fit's: the rule's
+    definition (jobs/recommendations.py counts the same in SQL, without reading the rows;
+    tests/integration/test_recommend_rescore.py checks that both agree).
 
     Input `student_ids`: the type 1 students now. `assessments`: student_id, date (a day),
       file_id (the landing file that last wrote the row): the district's rows this school

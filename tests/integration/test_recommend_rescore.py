@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 import config
 from analytics import scoring
@@ -20,7 +21,7 @@ from models import (
     app_effects, changes_logged, ingested_files, job_runs, model_runs, recommend_peers, recommend_state,
     recommendation_reasons, recommendations,
 )
-from tests.integration.test_recommendations import APPS, ASSESSED, AS_OF, JOBS, district_files, table
+from tests.integration.test_recommendations import APPS, AS_OF, JOBS, district_files, table
 
 pytestmark = pytest.mark.slow
 
@@ -304,3 +305,39 @@ def test_the_change_log_waits_for_recommendations_only_while_its_fit_is_young(en
     assert night(date(2026, 11, 28)) == ["planted/usage_2026-11-23.csv", "planted/usage_2026-11-28.csv"]
     assert night(date(2026, 11, 29)) == []  # the fit of 11-22 is 7 days old: its next run refits
     assert cycle(engine, landing, date(2026, 11, 29)).message.startswith("refitted: the fit of 2026-11-22 is 7 days")
+
+
+def test_the_database_counts_the_changes_as_the_rule_defines_them(engine, fitted):
+    """jobs.recommendations counts the refit rule's changes in SQL; analytics.refit.changes_since
+    is the rule's definition on the rows: both agree on rewritten, added, later and new rows."""
+    from analytics import refit
+    from analytics.school_year import school_year_containing
+    from jobs import recommendations as job
+    from models import assessments, dataframe_table
+
+    landing, hours = fitted
+    folder = landing / "planted"
+    ids = list(hours.index)
+    pd.DataFrame({"student_id": ids[:4], "assessment_id": "unit1", "date": "2026-10-15", "score": 50.0}).to_csv(
+        folder / "assessments_rewritten.csv", index=False)  # the fit's rows, written again
+    pd.DataFrame({"student_id": ids[4:7], "assessment_id": "unit2", "date": "2026-11-23", "score": 60.0}).to_csv(
+        folder / "assessments_later.csv", index=False)  # after the fit's day
+    pd.DataFrame({"student_id": ["n1", "n2"], "assessment_id": "unit1", "date": "2026-11-20", "score": 70.0}).to_csv(
+        folder / "assessments_new.csv", index=False)  # new type 1 students
+    day = date(2026, 11, 23)
+    cycle(engine, landing, day)
+    s = config.parse({"districts": [{"id": "planted", "apps": APPS}]})
+    [district] = s.districts
+    fit, _ = job._stored_fit(engine, district)
+    assert fit.fitted_as_of == date(2026, 11, 22)  # the night re-scored: the fit is the first one
+    year = school_year_containing(day, s.school_year_start)
+    table = dataframe_table("planted", APPS)
+    with engine.connect() as conn:
+        n, _, counted = job._changes(conn, district, table, year, day, fit)
+        typed = pd.read_sql(select(table.c.student_id).where(table.c.type == 1), conn)["student_id"]
+        rows = pd.read_sql(select(assessments.c.student_id, assessments.c.date, assessments.c.file_id).where(
+            assessments.c.district_id == "planted", assessments.c.date.between(year.start, day)), conn)
+    assert counted == refit.changes_since(fit, pd.Index(typed), rows)
+    # 4 + 3 + 2 rows the fit did not read; added: the 2 new students and the 4 whose only row
+    # was rewritten (they count as added and removed: more change, never less)
+    assert (n, counted.assessments_changed, counted.added, counted.removed) == (362, 9, 6, 4)
