@@ -98,6 +98,9 @@ def _copy_csv(frame: pd.DataFrame, table: Table) -> io.BytesIO:
     return buffer
 
 
+COPY_SLICE = 250_000  # rows of a frame turned into COPY text at a time (bulk_insert)
+
+
 class Prepared:
     """Rows made ready for `bulk_insert` ahead of time (e.g. on another thread): their
     columns in the INSERT's order and, for PostgreSQL, the COPY text."""
@@ -119,6 +122,10 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Prepared) 
 
     PostgreSQL: COPY (the native bulk path). SQLite: one executemany.
     """
+    if not isinstance(frame, Prepared) and is_postgres(conn) and len(frame) > COPY_SLICE:
+        # a slice's COPY text at a time: 3M recommendation rows' text is ~1 GB at once
+        return sum(bulk_insert(conn, table, frame.iloc[start:start + COPY_SLICE])
+                   for start in range(0, len(frame), COPY_SLICE))
     prepared = frame if isinstance(frame, Prepared) else Prepared(table, frame, is_postgres(conn))
     if not len(prepared):
         return 0

@@ -155,3 +155,16 @@ def test_a_database_made_by_an_earlier_version_gains_what_was_added_since(db_url
             options = conn.execute(text("SELECT reloptions FROM pg_class WHERE oid = to_regclass('recommendations')"))
             assert options.scalar() == ["fillfactor=50"]
     again.dispose()
+
+
+def test_bulk_insert_of_more_rows_than_a_slice_writes_every_row_once(engine, monkeypatch):
+    from storage import frames
+
+    monkeypatch.setattr(frames, "COPY_SLICE", 2)  # 5 rows: slices of 2, 2 and 1 on PostgreSQL
+    frame = pd.DataFrame({"district_id": "alpha", "student_id": [f"s{i}" for i in range(5)], "app": "reader",
+                          "date": date(2026, 9, 1), "minutes": [1.0, 2.0, 3.0, 4.0, 5.0], "file_id": 1})
+    with engine.begin() as conn:
+        assert bulk_insert(conn, usage, frame) == 5
+    with engine.connect() as conn:
+        back = read_frame(conn, select(usage.c.student_id, usage.c.minutes).order_by(usage.c.student_id))
+    assert back.to_dict("list") == {"student_id": [f"s{i}" for i in range(5)], "minutes": [1.0, 2.0, 3.0, 4.0, 5.0]}
