@@ -159,7 +159,9 @@ def test_an_instance_paused_past_its_lease_commits_nothing_after_another_took_th
 
 
 def _lock_backend(url: str) -> int | None:
-    """The backend holding the recommendations fleet lock (a session advisory lock)."""
+    """The backend holding the recommendations fleet lock (a session advisory lock) in this
+    database: pg_locks lists every database's, and another database's holder (another test
+    run's, another xdist worker's) is not this test's to terminate."""
     from storage.database import lock_key
 
     key = lock_key("recommendations")
@@ -168,7 +170,7 @@ def _lock_backend(url: str) -> int | None:
         with engine.connect() as conn:
             return conn.execute(sa.text(
                 "select pid from pg_locks where locktype = 'advisory' and granted and classid = :hi and objid = :lo "
-                "and objsubid = 1"), {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}).scalar()
+                "and objsubid = 1 and database = (select oid from pg_database where datname = current_database())"), {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}).scalar()
     finally:
         engine.dispose()
 
