@@ -50,8 +50,10 @@ def pytest_configure(config):
             encoding, collate, ctype = conn.execute(sa.text(
                 "select pg_encoding_to_char(encoding), datcollate, datctype from pg_database "
                 "where datname = current_database()")).one()
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'{encoding}\' '
-                                 f"LC_COLLATE '{collate}' LC_CTYPE '{ctype}'"))
+            exists = conn.execute(sa.text("select 1 from pg_database where datname = :name"), {"name": name}).first()
+            if not exists:  # it does when xdist restarted a crashed worker of this run: the run's own
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'{encoding}\' '
+                                     f"LC_COLLATE '{collate}' LC_CTYPE '{ctype}'"))
     except sa.exc.OperationalError:
         return  # unreachable: make_pg_url fails each PostgreSQL test, saying so
     finally:
