@@ -3,6 +3,13 @@
 PostgreSQL tests use TEST_DATABASE_URL, each in a schema of its own that is dropped after.
 When TEST_DATABASE_URL is set and the server cannot be reached, those tests fail (CI sets
 it); when it is not set at all, they are skipped with a note saying how to run them.
+
+Under pytest-xdist (`-n 2`, the README's test command) each worker runs its PostgreSQL tests
+in a database of its own, made from TEST_DATABASE_URL's at the worker's start and dropped at
+its end: a schema of one's own is not enough, because PostgreSQL's advisory locks (the
+recommendations fleet lock, the ingest and claim locks, keyed by district and most tests'
+district is `alpha`) are per database, so two workers in one database would take each
+other's locks.
 """
 from __future__ import annotations
 
@@ -17,6 +24,55 @@ import sqlalchemy as sa
 
 from storage import database
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+_WORKER_DATABASE: str | None = None  # the database this xdist worker made (dropped at its end)
+_BASE_URL = PG_URL  # TEST_DATABASE_URL as given, where the worker's database is made and dropped
+
+
+def _admin_engine(url: str):
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+def pytest_configure(config):
+    """An xdist worker: a PostgreSQL database of its own (see the module's docstring), made
+    like TEST_DATABASE_URL's (template0, its encoding and locale); TEST_DATABASE_URL is set to
+    it, for this process, the tests that read it and the trigger.py they start. When the
+    server cannot be reached, nothing is made here and the tests fail as they do without
+    xdist."""
+    global PG_URL, _WORKER_DATABASE
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not PG_URL or not worker:
+        return
+    base = sa.engine.make_url(PG_URL)
+    name = f"{base.database}_{worker}_{os.environ.get('PYTEST_XDIST_TESTRUNUID', uuid.uuid4().hex)[:8]}"
+    admin = _admin_engine(PG_URL)
+    try:
+        with admin.connect() as conn:
+            encoding, collate, ctype = conn.execute(sa.text(
+                "select pg_encoding_to_char(encoding), datcollate, datctype from pg_database "
+                "where datname = current_database()")).one()
+            exists = conn.execute(sa.text("select 1 from pg_database where datname = :name"), {"name": name}).first()
+            if not exists:  # it does when xdist restarted a crashed worker of this run: the run's own
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'{encoding}\' '
+                                     f"LC_COLLATE '{collate}' LC_CTYPE '{ctype}'"))
+    except sa.exc.OperationalError:
+        return  # unreachable: make_pg_url fails each PostgreSQL test, saying so
+    finally:
+        admin.dispose()
+    _WORKER_DATABASE = name
+    PG_URL = base.set(database=name).render_as_string(hide_password=False)
+    os.environ["TEST_DATABASE_URL"] = PG_URL
+
+
+def pytest_unconfigure(config):
+    """Drop the worker's database (only one this process made: its name is remembered)."""
+    if _WORKER_DATABASE is None:
+        return
+    admin = _admin_engine(_BASE_URL)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{_WORKER_DATABASE}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 # No property test fails because the machine is busy: hypothesis' per-example deadline
 # (200 ms by default) is a wall-clock limit, so it is off; pytest-timeout is the hang guard.

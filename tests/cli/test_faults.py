@@ -159,7 +159,9 @@ def test_an_instance_paused_past_its_lease_commits_nothing_after_another_took_th
 
 
 def _lock_backend(url: str) -> int | None:
-    """The backend holding the recommendations fleet lock (a session advisory lock)."""
+    """The backend holding the recommendations fleet lock (a session advisory lock) in this
+    database: pg_locks lists every database's, and another database's holder (another test
+    run's, another xdist worker's) is not this test's to terminate."""
     from storage.database import lock_key
 
     key = lock_key("recommendations")
@@ -168,7 +170,7 @@ def _lock_backend(url: str) -> int | None:
         with engine.connect() as conn:
             return conn.execute(sa.text(
                 "select pid from pg_locks where locktype = 'advisory' and granted and classid = :hi and objid = :lo "
-                "and objsubid = 1"), {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}).scalar()
+                "and objsubid = 1 and database = (select oid from pg_database where datname = current_database())"), {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF}).scalar()
     finally:
         engine.dispose()
 
@@ -279,8 +281,16 @@ def test_sqlite_a_long_file_transaction_neither_stops_a_second_instance_nor_cost
     """A holds SQLite's write lock in one file's transaction for 12 s, with a 3 s lease and a
     2 s busy timeout: its claim renewals fail meanwhile. B starts meanwhile: it does not fail
     at start, and leaves the district (skipped, with the reason). A's claim is renewed in its
-    own commit, so A's cycle succeeds whole."""
+    own commit, so A's cycle succeeds whole.
+
+    The district's files are loaded by a first run, and one new file lands before A: the pause
+    hook sleeps at every file's ingest.staged, so A pauses in exactly one file's transaction
+    (with all six files it held the lock 6 x 12 s, and the test took 85 s instead of ~20)."""
     env = {"ANALYTICS_LEASE_SECONDS": "3", "ANALYTICS_SQLITE_BUSY_SECONDS": "2"}
+    first = Run(place, db_url, "first", "--jobs", "ingest", **env)
+    assert first.finish()[0] == 0
+    earlier = set(runs(db_url)["cycle_id"])
+    late_usage(place)
     a = Run(place, db_url, "a", ANALYTICS_PAUSE_AT="ingest.staged", ANALYTICS_PAUSE_SECONDS="12", **env)
     a.wait_for_line("paused at ingest.staged")
     b = Run(place, db_url, "b", **env)
@@ -290,7 +300,10 @@ def test_sqlite_a_long_file_transaction_neither_stops_a_second_instance_nor_cost
     assert "skipped" in out and ("locked by another instance's write" in out or "claimed by" in out)
     code, out, err = a.finish()
     assert code == 0, err[-3000:]
+    assert err.count("paused at ingest.staged") == 1  # one file's transaction: the late file's
+    assert "could not renew claim-alpha" in err  # its renewals did fail while it held the lock
     history = runs(db_url)
-    theirs = history.loc[history["status"] != "skipped"]
+    theirs = history.loc[(history["status"] != "skipped") & ~history["cycle_id"].isin(earlier)]
     assert set(theirs["status"]) == {"succeeded"} and len(theirs) == 4
+    assert theirs.set_index("job").loc["ingest", "rows_in"] == 10  # the late file, loaded by A
     assert not history["message"].fillna("").str.contains("claim lost").any()

@@ -142,8 +142,13 @@ def snapshot(url) -> dict[str, pd.DataFrame]:
 
 
 def test_a_stop_signal_mid_cycle_leaves_every_published_table_whole(place):
+    """SIGTERM while recommendations runs. The job is held at its step `recommendations.read`
+    (the test hook's pause, 600 s: the signal's Stopping ends the sleep at once), so the signal
+    always lands mid-job: without the hold, on a busy machine the job could end between the
+    poll that saw it running and the signal (seen under `-n 2` with other work on the machine)."""
     _, url = place
-    server = start(place, "--serve", "--district", "alpha")
+    server = start(place, "--serve", "--district", "alpha", ANALYTICS_PAUSE_AT="recommendations.read",
+                   ANALYTICS_PAUSE_SECONDS="600")
     assert wait_for(lambda: "recommendations" in set(runs(url).query("status == 'running'")["job"])
                     if _has_runs(url) else False, 120)
     server.send_signal(signal.SIGTERM)
@@ -156,6 +161,7 @@ def test_a_stop_signal_mid_cycle_leaves_every_published_table_whole(place):
 
     finish = start(place, "--district", "alpha")  # a clean run afterwards completes the cycle
     finish.communicate(timeout=300)
+    assert finish.returncode == 0
     complete = snapshot(url)
     for name in OUTPUTS:
         before = during.get(name)
