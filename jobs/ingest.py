@@ -31,6 +31,8 @@ from analytics.landing_rows import (
 )
 from analytics.usage_rollup import Folded
 from analytics.usage_rollup import rollup as rollup_of
+from analytics.usage_weeks import schools as schools_among
+from analytics.usage_weeks import week_sums, weekly_rows
 from config import District, Settings
 from config.secrets import MASK, redact, secret_values
 from storage.database import is_postgres, lock_key
@@ -714,7 +716,9 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     fold = file.kind == "usage" and rollup.start_if_empty(conn, district.id, start)
     if file.kind == "usage" and not fold:  # rows the rollups will not have: they are not complete
         rollup.mark_incomplete(conn, district.id)
-    folded = Folded()  # the rollups of the rows written straight into usage, merged in bulk
+    # The rollups of the rows written straight into usage, merged in bulk, with their weeks
+    # (usage_weekly's rows of the weeks that had no usage before, without reading them again).
+    folded = Folded()
     stage = None if direct else _stage_table(file.kind)
     if stage is not None:
         stage.create(conn)
@@ -725,6 +729,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     weeks: set = set()  # the weeks of usage_weekly this file's usage touches (direct path)
     postgres = is_postgres(conn)
     table = target if direct else stage
+    school_of = weekly.schools_of(conn, district.id) if direct else None
 
     def prepared_chunks():
         """Validated chunks with their COPY text, made on a reader thread while the
@@ -738,8 +743,9 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
                 weeks.update(weekly.weeks_of(good["date"].dt.date.unique()))
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
-                if fold:  # new keys only: their sums and active days add to the rollups
-                    folded.add(*rollup_of(good, start))
+                # new keys only: their sums and active days add to the rollups, their weeks to usage_weekly
+                totals, activity = rollup_of(good, start, weeks=True)
+                folded.add(totals, activity, week_sums(good, schools_among(good["student_id"], school_of)))
             else:
                 rows = good
             yield Prepared(table, rows, postgres), bad
@@ -766,12 +772,13 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     if direct:
         if unlisted:
             notes.append(_unlisted_note(sorted(unlisted.items())))
-        merged = folded.result() if fold else None
-        if merged is not None:
+        merged = folded.result()
+        if fold and merged is not None:
             rollup.add(conn, district.id, *merged)
         if fold and tree is None:  # a night's dailypull and most_used recompute just these students
             changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"])
-        weekly.recompute(conn, district.id, sorted(weeks))
+        weekly.follow_new_rows(conn, district.id, sorted(weeks),
+                               None if merged is None else weekly_rows(merged[0], folded.week_sums(), school_of))
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
         named = _follow(conn, district, file.kind, stage, start, fold)

@@ -1,0 +1,115 @@
+"""usage_weekly's rows (README, "usage_weekly") from the usage rows of one file, folded chunk
+by chunk as the rollups are: for the weeks in which the district had no usage before the
+file, these rows are the rows a recompute over `usage` gives, without reading the rows again.
+
+Per school, app and week starting Monday: `minutes` summed over every row (0 minutes too),
+`students` the distinct students with minutes > 0. The minutes come from `week_sums` of each
+chunk (added up); the students from the rollup totals' `weeks` bits
+(`usage_rollup.rollup(..., weeks=True)`), one row per school year, student and app, so a
+student counts once per week however many of the week's days, chunks or rows name them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+KEY = ["school_id", "app", "week_start"]
+_BITS = 64
+
+
+def mondays(days: pd.Series) -> pd.Series:
+    """The Monday on or before each day (datetime64[s])."""
+    days = pd.to_datetime(days).astype("datetime64[s]")
+    return days - pd.to_timedelta(days.dt.day_of_week, unit="D")
+
+
+def schools(students: pd.Series, school_of: pd.Series) -> pd.Series:
+    """Each student's school from `school_of` (index student_id, values school_id), "" for a
+    student without one (as `coalesce(students.school_id, '')` in the recompute)."""
+    if not len(school_of):
+        return pd.Series("", index=students.index, dtype="string")
+    return students.map(school_of).astype("string").fillna("")
+
+
+def week_sums(rows: pd.DataFrame, school: pd.Series) -> pd.DataFrame:
+    """Minutes per school, app and week of usage rows (app, date, minutes), with `school`
+    (aligned with `rows`) each row's school_id.
+
+    Output: school_id, app, week_start (Monday, datetime64[s]), minutes (sum, minutes)."""
+    return (pd.DataFrame({"school_id": school.astype("string").to_numpy(), "app": rows["app"].astype("string").to_numpy(),
+                          "week_start": mondays(rows["date"]).to_numpy(),
+                          "minutes": rows["minutes"].astype("float64").to_numpy()})
+            .groupby(KEY, as_index=False, sort=True)["minutes"].sum())
+
+
+def merge_week_sums(*frames: pd.DataFrame) -> pd.DataFrame:
+    """`week_sums` frames added up by school, app and week."""
+    present = [f for f in frames if len(f)]
+    if not present:
+        return frames[0]
+    return pd.concat(present, ignore_index=True).groupby(KEY, as_index=False, sort=True)["minutes"].sum()
+
+
+def weekly_rows(totals: pd.DataFrame, sums: pd.DataFrame, school_of: pd.Series) -> pd.DataFrame:
+    """usage_weekly's rows of the usage that gave `totals` (year_start, student_id, app,
+    weeks: the rollup's, each key once) and `sums` (`week_sums`, merged); `school_of` as in
+    `schools`.
+
+    Output: school_id, app, week_start (Monday, datetime64[s]), students (count of distinct
+    students with minutes > 0 that week), minutes (sum, minutes); one row per group of `sums`,
+    sorted by school_id, app, week_start."""
+    counted = _students(totals, school_of)
+    out = sums.merge(counted, how="left", on=KEY, validate="1:1")
+    return out.assign(students=out["students"].fillna(0).astype("int64"))[[*KEY, "students", "minutes"]]
+
+
+def _students(totals: pd.DataFrame, school_of: pd.Series) -> pd.DataFrame:
+    """school_id, app, week_start, students: the rows of `totals` with each week's bit set."""
+    used = totals.loc[totals["weeks"].to_numpy(dtype="uint64") != 0]
+    empty = pd.DataFrame({"school_id": pd.Series([], dtype="string"), "app": pd.Series([], dtype="string"),
+                          "week_start": pd.Series([], dtype="datetime64[s]"), "students": pd.Series([], dtype="int64")})
+    if used.empty:
+        return empty
+    bits = used["weeks"].to_numpy(dtype="uint64")
+    school = schools(used["student_id"], school_of)
+    grouped = pd.DataFrame({"year_start": pd.to_datetime(used["year_start"]).astype("datetime64[s]").to_numpy(),
+                            "school_id": school.to_numpy(), "app": used["app"].astype("string").to_numpy()}
+                           ).groupby(["year_start", "school_id", "app"], sort=True)
+    codes = grouped.ngroup().to_numpy()
+    groups = grouped.size().index.to_frame(index=False)
+    first_monday = mondays(groups["year_start"])
+    union = int(np.bitwise_or.reduce(bits))
+    parts = []
+    for week in (w for w in range(_BITS) if union >> w & 1):
+        counts = np.bincount(codes, weights=(bits >> np.uint64(week)) & np.uint64(1), minlength=len(groups))
+        some = counts > 0
+        parts.append(pd.DataFrame({"school_id": groups["school_id"].to_numpy()[some],
+                                   "app": groups["app"].to_numpy()[some],
+                                   "week_start": (first_monday + pd.Timedelta(days=7 * week)).to_numpy()[some],
+                                   "students": counts[some].astype("int64")}))
+    parts += _counted_twice(used, bits, school)
+    return (pd.concat(parts, ignore_index=True)
+            .astype({"school_id": "string", "app": "string", "week_start": "datetime64[s]"})
+            .groupby(KEY, as_index=False, sort=True)["students"].sum())
+
+
+def _counted_twice(used: pd.DataFrame, bits: np.ndarray, school: pd.Series) -> list[pd.DataFrame]:
+    """Negative counts for the week two school years share (a year that starts after a
+    Monday): a student who used an app in that week in both years was counted in each."""
+    year = pd.to_datetime(used["year_start"]).astype("datetime64[s]")
+    years = sorted(year.unique())
+    out = []
+    for earlier, later in zip(years, years[1:]):
+        shared = mondays(pd.Series([later])).iloc[0]
+        week = (shared - mondays(pd.Series([earlier])).iloc[0]).days // 7
+        if shared == later or week >= _BITS:  # no week across the two years' boundary
+            continue
+        key = ["student_id", "app"]
+        before = ((year == earlier).to_numpy() & ((bits >> np.uint64(week)) & np.uint64(1)).astype(bool))
+        after = ((year == later).to_numpy() & (bits & np.uint64(1)).astype(bool))
+        both = (used.loc[before, key].assign(school_id=school.loc[before].to_numpy())
+                .merge(used.loc[after, key], on=key, validate="1:1"))
+        if len(both):
+            out.append(both.groupby(["school_id", "app"], as_index=False).size().rename(columns={"size": "students"})
+                       .assign(week_start=shared, students=lambda f: -f["students"].astype("int64")))
+    return out
