@@ -35,20 +35,25 @@ def rollup(rows: pd.DataFrame, start: tuple[int, int], *, weeks: bool = False) -
     in the i-th week (Monday to Sunday) from the Monday on or before year_start (at most 54).
     activity: year_start, student_id, days (YEAR_BYTES bytes; students with a day > 0 only).
     """
-    dates = pd.to_datetime(rows["date"]).astype("datetime64[s]")
-    year = year_starts(dates, start)
+    # What follows from the day (school year, day of the year, week) is worked out once per
+    # distinct day: a chunk of 100,000 rows has a few hundred days at most.
+    codes, days = pd.factorize(pd.to_datetime(rows["date"]).astype("datetime64[s]"), use_na_sentinel=False)
+    days = pd.Series(days).astype("datetime64[s]")
+    years = year_starts(days, start)
+    year = pd.Series(years.to_numpy()[codes], index=rows.index)
     grouped = pd.DataFrame({"year_start": year, "student_id": rows["student_id"].astype("string"),
                             "app": rows["app"].astype("string"), "minutes": rows["minutes"].astype("float64")}
                            ).groupby(["year_start", "student_id", "app"], as_index=False, sort=True)
     totals = grouped["minutes"].sum()
     active = (rows["minutes"] > 0).to_numpy()
     if weeks:
-        first_monday = year - pd.to_timedelta(year.dt.day_of_week, unit="D")
-        week = ((dates - first_monday).dt.days // 7).to_numpy(dtype="uint64")
+        first_monday = years - pd.to_timedelta(years.dt.day_of_week, unit="D")
+        week = ((days - first_monday).dt.days // 7).to_numpy(dtype="uint64")[codes]
         bits = np.where(active, np.left_shift(np.uint64(1), week), np.uint64(0))
         totals["weeks"] = _or_by_group(grouped.ngroup().to_numpy(), bits)
+    day = (days - years).dt.days.to_numpy(dtype="int64")[codes]
     pairs = pd.DataFrame({"year_start": year[active], "student_id": rows["student_id"].astype("string")[active],
-                          "day": (dates[active] - year[active]).dt.days.astype("int64")})
+                          "day": day[active]})
     return totals, _bitmaps(pairs)
 
 

@@ -35,11 +35,24 @@ def week_sums(rows: pd.DataFrame, school: pd.Series) -> pd.DataFrame:
     """Minutes per school, app and week of usage rows (app, date, minutes), with `school`
     (aligned with `rows`) each row's school_id.
 
-    Output: school_id, app, week_start (Monday, datetime64[s]), minutes (sum, minutes)."""
-    return (pd.DataFrame({"school_id": school.astype("string").to_numpy(), "app": rows["app"].astype("string").to_numpy(),
-                          "week_start": mondays(rows["date"]).to_numpy(),
-                          "minutes": rows["minutes"].astype("float64").to_numpy()})
-            .groupby(KEY, as_index=False, sort=True)["minutes"].sum())
+    Output: school_id, app, week_start (Monday, datetime64[s]), minutes (sum, minutes),
+    sorted by school_id, app, week_start."""
+    # Grouped by integer codes (a chunk has few schools, apps and days), not by text.
+    day_code, days = pd.factorize(pd.to_datetime(rows["date"]).astype("datetime64[s]"), use_na_sentinel=False)
+    week_code, weeks = pd.factorize(mondays(pd.Series(days)), use_na_sentinel=False)
+    app_code, apps = pd.factorize(rows["app"].astype("string"), use_na_sentinel=False)
+    school_code, names = pd.factorize(school.astype("string"), use_na_sentinel=False)
+    per_school, per_app = len(apps) * len(weeks), len(weeks)
+    key_code, keys = pd.factorize(school_code.astype("int64") * per_school + app_code.astype("int64") * per_app
+                                  + week_code[day_code])
+    minutes = np.bincount(key_code, weights=rows["minutes"].to_numpy(dtype="float64"), minlength=len(keys))
+    keys = np.asarray(keys, dtype="int64")
+    return pd.DataFrame({
+        "school_id": pd.Series(np.asarray(names, dtype=object)[keys // per_school], dtype="string"),
+        "app": pd.Series(np.asarray(apps, dtype=object)[keys % per_school // per_app], dtype="string"),
+        "week_start": pd.Series(np.asarray(weeks)[keys % per_app]).astype("datetime64[s]"),
+        "minutes": minutes,
+    }).sort_values(KEY, ignore_index=True)
 
 
 def merge_week_sums(*frames: pd.DataFrame) -> pd.DataFrame:

@@ -740,7 +740,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
             if direct:
                 rows = good.drop(columns="line").assign(district_id=district.id, file_id=file_id)
-                weeks.update(weekly.weeks_of(good["date"].dt.date.unique()))
+                weeks.update(weekly.weeks_of(good["date"].unique()))
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
                 # new keys only: their sums and active days add to the rollups, their weeks to usage_weekly
@@ -776,7 +776,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
         if fold and merged is not None:
             rollup.add(conn, district.id, *merged)
         if fold and tree is None:  # a night's dailypull and most_used recompute just these students
-            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"])
+            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"].unique())
         weekly.follow_new_rows(conn, district.id, sorted(weeks),
                                None if merged is None else weekly_rows(merged[0], folded.week_sums(), school_of))
     else:
