@@ -730,6 +730,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     postgres = is_postgres(conn)
     table = target if direct else stage
     school_of = weekly.schools_of(conn, district.id) if direct else None
+    weekly_of_file: list[pd.DataFrame] = []  # usage_weekly's rows of the file's rows (direct path)
 
     def prepared_chunks():
         """Validated chunks with their COPY text, made on a reader thread while the
@@ -749,6 +750,13 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             else:
                 rows = good
             yield Prepared(table, rows, postgres), bad
+        # Still on this thread, while the last chunks are written: the check that the file did
+        # not change, and the file's rollups merged and its weekly rows.
+        if not reader.unchanged(sha):
+            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
+        merged = folded.result()
+        if merged is not None:
+            weekly_of_file.append(weekly_rows(merged[0], folded.week_sums(), school_of))
 
     tree = clix.context(conn, district, file) if file.source is not None else None
     with FileReader(file, size, fast=fast, senders=district.gpg_senders) as reader:
@@ -766,8 +774,6 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             notes += clix.write_extras(conn, district, tree, file_id)
             if counted is not None:
                 counted.update(tree.counts)
-        if not reader.unchanged(sha):
-            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
     checkpoint("ingest.staged")
     if direct:
         if unlisted:
@@ -777,8 +783,7 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             rollup.add(conn, district.id, *merged)
         if fold and tree is None:  # a night's dailypull and most_used recompute just these students
             changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"].unique())
-        weekly.follow_new_rows(conn, district.id, sorted(weeks),
-                               None if merged is None else weekly_rows(merged[0], folded.week_sums(), school_of))
+        weekly.follow_new_rows(conn, district.id, sorted(weeks), weekly_of_file[0] if weekly_of_file else None)
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
         named = _follow(conn, district, file.kind, stage, start, fold)
