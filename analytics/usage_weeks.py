@@ -23,12 +23,25 @@ def mondays(days: pd.Series) -> pd.Series:
     return days - pd.to_timedelta(days.dt.day_of_week, unit="D")
 
 
-def schools(students: pd.Series, school_of: pd.Series) -> pd.Series:
-    """Each student's school from `school_of` (index student_id, values school_id), "" for a
-    student without one (as `coalesce(students.school_id, '')` in the recompute)."""
+def school_codes(students: pd.Series, school_of: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each student's school, the schools' names) from `school_of` (index
+    student_id, values school_id, each student once; categorical values are looked up without
+    being factorized again); a student without one has the school "" (as
+    `coalesce(students.school_id, '')` in the recompute)."""
     if not len(school_of):
-        return pd.Series("", index=students.index, dtype="string")
-    return students.map(school_of).astype("string").fillna("")
+        return np.zeros(len(students), dtype="int64"), np.array([""], dtype=object)
+    index = school_of.index
+    found = index.get_indexer(students.astype(index.dtype))  # -1: not in the roster, or no school
+    values = school_of.astype("category")
+    code = values.cat.codes.to_numpy(dtype="int64")
+    names = np.append(np.asarray(values.cat.categories, dtype=object), "")
+    return np.where(found < 0, len(names) - 1, code[found]), names
+
+
+def schools(students: pd.Series, school_of: pd.Series) -> pd.Series:
+    """Each student's school, as `school_codes` finds it (aligned with `students`)."""
+    code, names = school_codes(students, school_of)
+    return pd.Series(names[code], index=students.index, dtype="string")
 
 
 def week_sums(rows: pd.DataFrame, school: pd.Series) -> pd.DataFrame:
@@ -84,26 +97,45 @@ def _students(totals: pd.DataFrame, school_of: pd.Series) -> pd.DataFrame:
     if used.empty:
         return empty
     bits = used["weeks"].to_numpy(dtype="uint64")
-    school = schools(used["student_id"], school_of)
-    grouped = pd.DataFrame({"year_start": pd.to_datetime(used["year_start"]).astype("datetime64[s]").to_numpy(),
-                            "school_id": school.to_numpy(), "app": used["app"].astype("string").to_numpy()}
-                           ).groupby(["year_start", "school_id", "app"], sort=True)
-    codes = grouped.ngroup().to_numpy()
-    groups = grouped.size().index.to_frame(index=False)
-    first_monday = mondays(groups["year_start"])
-    union = int(np.bitwise_or.reduce(bits))
+    # Groups (school year, school, app) numbered by integer codes, not grouped as text; each
+    # student's school looked up once (a student has a row per app).
+    student, distinct = pd.factorize(used["student_id"].astype("string").array)
+    school, names = school_codes(pd.Series(distinct, dtype="string"), school_of)
+    school = school[student]
+    year, years = pd.factorize(pd.to_datetime(used["year_start"]).astype("datetime64[s]").to_numpy())
+    app, apps = pd.factorize(used["app"].astype("string").array)
+    codes, present = pd.factorize((year.astype("int64") * len(names) + school) * len(apps) + app)
+    present = np.asarray(present, dtype="int64")
+    first_monday = mondays(pd.Series(np.asarray(years)[present // (len(names) * len(apps))])).to_numpy()
+    school_of_group = names[present // len(apps) % len(names)]
+    app_of_group = np.asarray(apps, dtype=object)[present % len(apps)]
+    counts = _bit_counts(codes, len(present), bits)
     parts = []
-    for week in (w for w in range(_BITS) if union >> w & 1):
-        counts = np.bincount(codes, weights=(bits >> np.uint64(week)) & np.uint64(1), minlength=len(groups))
-        some = counts > 0
-        parts.append(pd.DataFrame({"school_id": groups["school_id"].to_numpy()[some],
-                                   "app": groups["app"].to_numpy()[some],
-                                   "week_start": (first_monday + pd.Timedelta(days=7 * week)).to_numpy()[some],
-                                   "students": counts[some].astype("int64")}))
-    parts += _counted_twice(used, bits, school)
+    for week in np.flatnonzero(counts.any(axis=0)):
+        some = counts[:, week] > 0
+        parts.append(pd.DataFrame({"school_id": school_of_group[some], "app": app_of_group[some],
+                                   "week_start": first_monday[some] + np.timedelta64(7 * int(week), "D"),
+                                   "students": counts[some, week]}))
+    parts += _counted_twice(used, bits, pd.Series(names[school], index=used.index))
     return (pd.concat(parts, ignore_index=True)
             .astype({"school_id": "string", "app": "string", "week_start": "datetime64[s]"})
             .groupby(KEY, as_index=False, sort=True)["students"].sum())
+
+
+_NIBBLE_BITS = (np.arange(16)[:, None] >> np.arange(4)[None, :]) & 1  # value -> its 4 bits
+
+
+def _bit_counts(codes: np.ndarray, groups: int, bits: np.ndarray) -> np.ndarray:
+    """counts[g, i]: the rows of group g (`codes`) with bit i of `bits` set; four bits at a
+    time (a histogram of each row's group and nibble), not a pass over the rows per bit."""
+    counts = np.zeros((groups, _BITS), dtype="int64")
+    for nibble in range(_BITS // 4):
+        values = ((bits >> np.uint64(4 * nibble)) & np.uint64(15)).astype("int64")
+        if not values.any():
+            continue
+        histogram = np.bincount(codes * 16 + values, minlength=groups * 16).reshape(groups, 16)
+        counts[:, 4 * nibble:4 * nibble + 4] = histogram @ _NIBBLE_BITS
+    return counts
 
 
 def _counted_twice(used: pd.DataFrame, bits: np.ndarray, school: pd.Series) -> list[pd.DataFrame]:

@@ -127,8 +127,8 @@ def schools_of(conn, district_id: str) -> pd.Series:
     a school left out), for `analytics.usage_weeks`."""
     frame = read_frame_via_copy(conn, select(students.c.student_id, students.c.school_id).where(
         students.c.district_id == district_id, students.c.school_id.is_not(None)))
-    return pd.Series(frame["school_id"].astype(object).to_numpy(), index=pd.Index(frame["student_id"].astype(object)),
-                     dtype=object)
+    return pd.Series(pd.Categorical(frame["school_id"].astype(object).to_numpy()),
+                     index=pd.Index(frame["student_id"].astype("string")))
 
 
 def follow_new_rows(conn, district_id: str, weeks: list[date], rows: pd.DataFrame | None,
