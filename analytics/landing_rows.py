@@ -96,6 +96,17 @@ def _flag(reason: pd.Series, mask: pd.Series, values: pd.Series, template: str) 
     return reason
 
 
+def _each_distinct(values: pd.Series, convert) -> pd.Series:
+    """`convert(values)`, an elementwise conversion, computed once per distinct value: a
+    column of days, minutes or apps has few of them in a chunk of 100,000 rows, and parsing
+    is the cost. Same values, same dtype, `values`' index."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    if 2 * len(uniques) > len(values):  # mostly distinct: no gain
+        return convert(values)
+    converted = convert(pd.Series(uniques, dtype=values.dtype))
+    return pd.Series(converted.array.take(codes), index=values.index, name=values.name)
+
+
 def _none(index: pd.Index) -> pd.Series:
     return pd.Series(pd.NA, index=index, dtype="string")
 
@@ -112,7 +123,7 @@ def _identifier(cells: pd.Series, name: str, *, required: bool, max_len: int = S
 
 def _app(cells: pd.Series):
     values = cells.str.strip()
-    bad = ~values.str.fullmatch(APP_ID.pattern).fillna(False).astype(bool)
+    bad = ~_each_distinct(values, lambda v: v.str.fullmatch(APP_ID.pattern).fillna(False).astype(bool))
     return values, _flag(_none(cells.index), bad, values, f"app {{}} does not match {APP_ID.pattern}")
 
 
@@ -130,10 +141,10 @@ _STYLED = re.compile(
 
 def _day(cells: pd.Series, name: str):
     values = cells.str.strip()
-    parsed = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    parsed = _each_distinct(values, lambda v: pd.to_datetime(v, format="%Y-%m-%d", errors="coerce"))
     wrong = parsed.isna() | values.str.len().ne(10)
     reason = _flag(_none(cells.index), wrong, values, f"{name} {{}} is not a date YYYY-MM-DD")
-    slashed = wrong & values.str.fullmatch(_SLASHED.pattern).fillna(False).astype(bool)
+    slashed = wrong & _each_distinct(values, lambda v: v.str.fullmatch(_SLASHED.pattern).fillna(False).astype(bool))
     if slashed.any():
         month_first = pd.to_datetime(values.where(slashed), format="%m/%d/%Y", errors="coerce").notna()
         day_first = pd.to_datetime(values.where(slashed), format="%d/%m/%Y", errors="coerce").notna()
@@ -146,7 +157,7 @@ def _day(cells: pd.Series, name: str):
 
 def _number(cells: pd.Series, name: str, low: float, high: float, *, required: bool = True):
     values = cells.str.strip()
-    parsed = pd.to_numeric(values.mask(values.eq(""), None), errors="coerce").astype("float64")
+    parsed = _each_distinct(values, lambda v: pd.to_numeric(v.mask(v.eq(""), None), errors="coerce").astype("float64"))
     reason = _flag(_none(cells.index), parsed.notna() & ~parsed.between(low, high), values,
                    f"{name} {{}} is outside {low:g}..{high:g}")
     reason = _flag(reason, parsed.isna() & values.ne(""), values, f"{name} {{}} is not a number")

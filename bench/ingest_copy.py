@@ -3,6 +3,7 @@
     .venv/bin/python bench/ingest_copy.py --rows 5000000            # ~5M rows, 3 rounds
     .venv/bin/python bench/ingest_copy.py --rows 20000000 --rounds 1
     .venv/bin/python bench/ingest_copy.py --repo /tmp/base          # another checkout's trigger.py
+    .venv/bin/python bench/ingest_copy.py --rows 5000000 --use 0.04 # --scale large's density (~21 rows a student)
 
 The limit is measured as bench/run.py's step 1 measures it: `psql \\copy` of the file into
 `create table copy_limit (like usage including all)` with district_id and file_id defaults.
@@ -13,6 +14,7 @@ under /usr/bin/time -v (the job's own seconds, as trigger.py reports them), then
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -23,9 +25,15 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.run import generate, in_job, median, psql_url, scratch, timed  # noqa: E402
+from bench.run import NIGHTS, generate, in_job, median, psql_url, scratch, timed  # noqa: E402
 
-ROWS_PER_STUDENT = 213  # generate(): 2-4 apps, each on 2 of 5 of 180 school days, less the held-out nights
+SMALL_USE, LARGE_USE = 0.4, 0.04  # generate()'s share of school days a student uses an app: --scale small, large
+
+
+def rows_per_student(use: float) -> int:
+    """generate(): 2-4 apps (3 on average), each on a `use` share of 180 school days, less the held-out nights,
+    rounded up (213 at the small scale's 0.4, 22 at the large scale's 0.04: 21.2 in its year file)."""
+    return math.ceil(3 * (180 - NIGHTS) * use)
 
 
 def main(argv=None) -> int:
@@ -36,15 +44,20 @@ def main(argv=None) -> int:
                    help="the checkout whose trigger.py is measured")
     p.add_argument("--data", type=Path, default=Path("/tmp/ingest_copy_data"),
                    help="where the generated file is kept between runs")
+    p.add_argument("--use", type=float, default=SMALL_USE,
+                   help=f"share of school days a student uses each app: {SMALL_USE} (bench/run.py's small scale, "
+                        f"~213 rows a student) or {LARGE_USE} (its large scale, ~21 rows a student)")
     args = p.parse_args(argv)
     base_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
         or "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-    students = max(args.rows // ROWS_PER_STUDENT, 1)
-    source = args.data / f"{students}" / "bench" / "usage_year.csv"
+    students = max(args.rows // rows_per_student(args.use), 1)
+    folder = f"{students}" if args.use == SMALL_USE else f"{students}-use{args.use:g}"
+    source = args.data / folder / "bench" / "usage_year.csv"
     if not source.exists():
-        generate(source.parents[1], "bench", students=students, apps=40, days=180)
+        generate(source.parents[1], "bench", students=students, apps=40, days=180, use=args.use)
     rows = sum(1 for _ in open(source, "rb")) - 1
-    print(f"{rows:,} rows ({source.stat().st_size / 1e6:,.0f} MB), {students:,} students; repo {args.repo}",
+    print(f"{rows:,} rows ({source.stat().st_size / 1e6:,.0f} MB), {students:,} students (use {args.use:g}); "
+          f"repo {args.repo}",
           flush=True)
     ours, limit, peaks = [], [], []
     for round_ in range(1, args.rounds + 1):

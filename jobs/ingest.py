@@ -31,6 +31,8 @@ from analytics.landing_rows import (
 )
 from analytics.usage_rollup import Folded
 from analytics.usage_rollup import rollup as rollup_of
+from analytics.usage_weeks import schools as schools_among
+from analytics.usage_weeks import week_sums, weekly_rows
 from config import District, Settings
 from config.secrets import MASK, redact, secret_values
 from storage.database import is_postgres, lock_key
@@ -564,7 +566,7 @@ def _write_batch(conn, district: District, reads: list[_Read], start: tuple[int,
         named = pd.DataFrame({"file_id": ids[of_good], "student_id": good["student_id"]}).drop_duplicates()
         first = good["date"].groupby(ids[of_good]).min()
         changes.record_many(conn, district.id, [int(i) for i in ids], named,
-                            {int(i): day.date() for i, day in first.items()})
+                            {int(i): pd.Timestamp(day).date() for i, day in first.items()})
     weekly.recompute(conn, district.id, weekly.weeks_of(good["date"].dt.date.unique()))
 
     _finish_batch(conn, district, reads, loading, ids, good, bad, of_good, of_bad, outcomes)
@@ -716,7 +718,9 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     fold = file.kind == "usage" and rollup.start_if_empty(conn, district.id, start)
     if file.kind == "usage" and not fold:  # rows the rollups will not have: they are not complete
         rollup.mark_incomplete(conn, district.id)
-    folded = Folded()  # the rollups of the rows written straight into usage, merged in bulk
+    # The rollups of the rows written straight into usage, merged in bulk, with their weeks
+    # (usage_weekly's rows of the weeks that had no usage before, without reading them again).
+    folded = Folded()
     stage = None if direct else _stage_table(file.kind)
     if stage is not None:
         stage.create(conn)
@@ -728,6 +732,8 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
     first_day: list = []  # each chunk's earliest day (direct path): the file's, for the change log
     postgres = is_postgres(conn)
     table = target if direct else stage
+    school_of = weekly.schools_of(conn, district.id) if direct else None
+    weekly_of_file: list[pd.DataFrame] = []  # usage_weekly's rows of the file's rows (direct path)
 
     def prepared_chunks():
         """Validated chunks with their COPY text, made on a reader thread while the
@@ -738,16 +744,24 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             bad = pd.concat([chunk.malformed, bad], ignore_index=True) if len(chunk.malformed) else bad
             if direct:
                 rows = good.drop(columns="line").assign(district_id=district.id, file_id=file_id)
-                weeks.update(weekly.weeks_of(good["date"].dt.date.unique()))
+                weeks.update(weekly.weeks_of(good["date"].unique()))
                 if len(good):
-                    first_day.append(good["date"].min().date())
+                    first_day.append(pd.Timestamp(good["date"].min()).date())
                 outside = good["app"].loc[~good["app"].isin(district.apps)]
                 unlisted.update(outside.value_counts().to_dict())
-                if fold:  # new keys only: their sums and active days add to the rollups
-                    folded.add(*rollup_of(good, start))
+                # new keys only: their sums and active days add to the rollups, their weeks to usage_weekly
+                totals, activity = rollup_of(good, start, weeks=True)
+                folded.add(totals, activity, week_sums(good, schools_among(good["student_id"], school_of)))
             else:
                 rows = good
             yield Prepared(table, rows, postgres), bad
+        # Still on this thread, while the last chunks are written: the check that the file did
+        # not change, and the file's rollups merged and its weekly rows.
+        if not reader.unchanged(sha):
+            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
+        merged = folded.result()
+        if merged is not None:
+            weekly_of_file.append(weekly_rows(merged[0], folded.week_sums(), school_of))
 
     tree = clix.context(conn, district, file) if file.source is not None else None
     with FileReader(file, size, fast=fast, senders=district.gpg_senders) as reader:
@@ -765,19 +779,17 @@ def _read_and_write(conn, district: District, file: LandingFile, sha: str, size:
             notes += clix.write_extras(conn, district, tree, file_id)
             if counted is not None:
                 counted.update(tree.counts)
-        if not reader.unchanged(sha):
-            raise FileChanged("the file changed while it was being read; it will be loaded on the next run")
     checkpoint("ingest.staged")
     if direct:
         if unlisted:
             notes.append(_unlisted_note(sorted(unlisted.items())))
-        merged = folded.result() if fold else None
-        if merged is not None:
+        merged = folded.result()
+        if fold and merged is not None:
             rollup.add(conn, district.id, *merged)
         if fold and tree is None:  # a night's dailypull and most_used recompute just these students
-            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"],
+            changes.record(conn, district.id, file_id, [] if merged is None else merged[0]["student_id"].unique(),
                            min(first_day, default=None))
-        weekly.recompute(conn, district.id, sorted(weeks))
+        weekly.follow_new_rows(conn, district.id, sorted(weeks), weekly_of_file[0] if weekly_of_file else None)
     else:
         notes += _merge(conn, district, kind, stage, target, file_id, present=reader.columns)
         named = _follow(conn, district, file.kind, stage, start, fold)

@@ -76,12 +76,24 @@ def _no_bitmaps() -> pd.DataFrame:
                          "days": pd.Series([], dtype=object)})
 
 
+def _has_rows(conn, table: Table, district_id: str) -> bool:
+    return conn.execute(select(table.c.district_id).where(table.c.district_id == district_id).limit(1)).first() is not None
+
+
 def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) -> None:
-    """Fold rows whose keys were not in `usage` before (their totals and active days)."""
+    """Fold rows whose keys were not in `usage` before (their totals and active days). A
+    district with no rollup rows yet (its first file) takes them with a plain bulk insert:
+    there is nothing to add to or merge with."""
+    totals = totals.drop(columns="weeks", errors="ignore")  # usage_weekly's, not stored here
     if len(totals):
-        _upsert(conn, usage_totals, totals, district_id,
-                lambda table, excluded: {"minutes": table.c.minutes + excluded.minutes})
-    if len(activity):
+        if _has_rows(conn, usage_totals, district_id):
+            _upsert(conn, usage_totals, totals, district_id,
+                    lambda table, excluded: {"minutes": table.c.minutes + excluded.minutes})
+        else:
+            bulk_insert(conn, usage_totals, totals.assign(district_id=district_id))
+    if len(activity) and not _has_rows(conn, usage_activity, district_id):
+        bulk_insert(conn, usage_activity, activity.assign(district_id=district_id))
+    elif len(activity):
         years = sorted(pd.to_datetime(activity["year_start"]).dt.date.unique())
         students = sorted(activity["student_id"].dropna().unique())
         # Only these students' bitmaps, in batches: reading the district's every bitmap for

@@ -10,8 +10,10 @@ import logging
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import Date, and_, case, delete, distinct, func, literal, select
+import pandas as pd
+from sqlalchemy import Column, Date, MetaData, Table, and_, case, delete, distinct, func, literal, select
 
+from storage.frames import bulk_insert, read_frame_via_copy
 from models import students, usage, usage_weekly
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,44 @@ def _recompute_in_one_pass(conn, district_id: str, weeks: list[date], now: datet
     )
     conn.execute(usage_weekly.insert().from_select(
         ["district_id", "school_id", "app", "week_start", "students", "minutes", "computed_at"], rows))
+
+
+def schools_of(conn, district_id: str) -> pd.Series:
+    """The district's students' schools (index student_id, values school_id; students without
+    a school left out), for `analytics.usage_weeks`."""
+    frame = read_frame_via_copy(conn, select(students.c.student_id, students.c.school_id).where(
+        students.c.district_id == district_id, students.c.school_id.is_not(None)))
+    return pd.Series(pd.Categorical(frame["school_id"].astype(object).to_numpy()),
+                     index=pd.Index(frame["student_id"].astype("string")))
+
+
+def follow_new_rows(conn, district_id: str, weeks: list[date], rows: pd.DataFrame | None,
+                    now: datetime | None = None) -> None:
+    """The weeks of a file whose rows were all new keys (written straight into `usage`): a week
+    in which the district had no usage before (no weekly row) takes its rows from `rows`
+    (`analytics.usage_weeks.weekly_rows` of the file's rows), the others are recomputed from
+    `usage` (`recompute`). Without `rows`, every week is recomputed."""
+    now = now or datetime.now(timezone.utc)
+    if rows is None or not weeks:
+        recompute(conn, district_id, weeks, now)
+        return
+    had = set(conn.execute(select(usage_weekly.c.week_start).distinct().where(
+        usage_weekly.c.district_id == district_id, usage_weekly.c.week_start.in_(weeks))).scalars())
+    had = {date.fromisoformat(str(w)[:10]) if not isinstance(w, date) else w for w in had}
+    recompute(conn, district_id, sorted(had), now)
+    new = rows.loc[~pd.to_datetime(rows["week_start"]).dt.date.isin(had)]
+    if not len(new):
+        return
+    # Through a temporary table: a bulk insert writes empty text as NULL, and the school of a
+    # student without one is "" here, as in `recompute`.
+    incoming = Table("incoming_usage_weekly", MetaData(), *(Column(c.name, c.type) for c in usage_weekly.columns),
+                     prefixes=["TEMPORARY"])
+    incoming.create(conn)
+    bulk_insert(conn, incoming, new.assign(district_id=district_id, computed_at=now))
+    names = [c.name for c in usage_weekly.columns]
+    conn.execute(usage_weekly.insert().from_select(names, select(
+        *(func.coalesce(incoming.c.school_id, "").label(n) if n == "school_id" else incoming.c[n] for n in names))))
+    incoming.drop(conn)
 
 
 def ensure(conn, district_id: str) -> int:

@@ -106,3 +106,33 @@ def test_many_weeks_in_one_pass_equal_a_query_a_week(engine, tmp_path, monkeypat
     assert "2026-12-28" in {week for _, _, week in one_pass}  # the week across the new year
     monkeypatch.setattr(weekly, "_ONE_PASS", 10_000)
     assert rebuilt(engine) == one_pass
+
+
+def test_weeks_new_to_the_district_come_from_the_file_and_equal_a_rebuild(engine, tmp_path, monkeypatch):
+    """A file of new keys (PostgreSQL writes it straight into usage) takes the weeks the
+    district had no usage in from its own rows, and recomputes the others from usage; both
+    equal a rebuild, across the school year's start in mid-week (Sat 1 Aug 2026) too."""
+    folder = tmp_path / "alpha"
+    folder.mkdir()
+    (folder / "students.csv").write_text("student_id,school_id\ns1,north\ns2,north\ns3,south\n")
+    (folder / "usage_1.csv").write_text(HEADER + "s1,ixl,2026-09-07,10\ns2,dreambox,2026-09-08,4\n")
+    ingest(engine, tmp_path)
+    (folder / "usage_2.csv").write_text(HEADER + "".join((
+        "s1,ixl,2026-07-31,3\n", "s1,ixl,2026-08-01,2\n", "s3,ixl,2026-08-02,0\n",  # a week in two school years
+        "s1,ixl,2026-09-08,5\n", "s3,ixl,2026-09-09,6\n",  # the week usage_1 has: recomputed
+        "s2,ixl,2026-09-14,1\n", "s4,dreambox,2026-09-20,9\n", "s2,ixl,2026-09-15,0\n")))  # a new week
+    recomputed, recompute = [], weekly.recompute
+    monkeypatch.setattr(weekly, "recompute", lambda conn, district_id, weeks, now=None: (
+        recomputed.extend(weeks), recompute(conn, district_id, weeks, now))[1])
+    ingest(engine, tmp_path)
+    if engine.dialect.name == "postgresql":  # straight into usage: only the week usage_1 had is read again
+        assert recomputed == [date(2026, 9, 7)]
+    else:  # staged and merged: every week of the file
+        assert recomputed == [date(2026, 7, 27), date(2026, 9, 7), date(2026, 9, 14)]
+    monkeypatch.undo()
+    assert rows(engine) == {
+        ("north", "ixl", "2026-07-27"): (1, 5.0), ("south", "ixl", "2026-07-27"): (0, 0.0),
+        ("north", "ixl", "2026-09-07"): (1, 15.0), ("north", "dreambox", "2026-09-07"): (1, 4.0),
+        ("south", "ixl", "2026-09-07"): (1, 6.0),
+        ("north", "ixl", "2026-09-14"): (1, 1.0), ("", "dreambox", "2026-09-14"): (1, 9.0),
+    } == rebuilt(engine)

@@ -155,3 +155,19 @@ def test_the_header_check_is_linear_in_its_columns():
     small = _cpu_seconds_to_check(10_000, 10)
     large = _cpu_seconds_to_check(40_000, 10)
     assert large < 8 * max(small, 0.01), (small, large)
+
+
+def test_a_chunk_of_repeated_values_validates_as_its_rows_one_by_one():
+    """Days, minutes and apps are parsed once per distinct value in a chunk: the rows and
+    reasons are those of each row validated on its own (where every value is distinct)."""
+    pool = [["s1", "ixl", "2026-09-01", "12.5"], ["s2", "IXL", "2026-9-01", "1e3"], ["s3", "ixl ", "09/21/2026", "nan"],
+            ["s4", "lexia", "2026-02-30", " 7 "], ["s5", "lexia", "", "-1"], ["s6", "ixl", "21/09/2026", "1441"],
+            ["s7", "ixl", "2026-09-01", ""], ["s8", "9x", "2026-09-02", "0x10"], ["s9", "ixl ", " 2026-09-03", "30"], ["s10", "ixl", "2026-09-04", "inf"]]
+    rows = [pool[i % len(pool)] for i in range(10 * len(pool))]
+    good, bad = validate(KINDS["usage"], cells("usage", rows))
+    one_by_one = [validate(KINDS["usage"], cells("usage", [row])) for row in rows]
+    expected_good = pd.concat([g.assign(line=g["line"] + i) for i, (g, _) in enumerate(one_by_one)], ignore_index=True)
+    expected_bad = pd.concat([b.assign(line=b["line"] + i) for i, (_, b) in enumerate(one_by_one)], ignore_index=True)
+    assert len(good) == 20 and len(bad) == 80
+    pd.testing.assert_frame_equal(good, expected_good)
+    pd.testing.assert_frame_equal(bad, expected_bad)
