@@ -16,6 +16,7 @@ from sqlalchemy import Column, MetaData, Table, delete, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from analytics.usage_rollup import activity_summary, last_active_day, merge_activity, rollup
+from jobs import changes
 from storage.database import is_postgres
 from storage.frames import bulk_insert, read_frame, read_frame_via_copy
 from models import usage, usage_activity, usage_rollup_state, usage_totals
@@ -96,13 +97,19 @@ def add(conn, district_id: str, totals: pd.DataFrame, activity: pd.DataFrame) ->
     elif len(activity):
         years = sorted(pd.to_datetime(activity["year_start"]).dt.date.unique())
         students = sorted(activity["student_id"].dropna().unique())
-        # Only these students' bitmaps, in batches: reading the district's every bitmap for
-        # each batch of a file made a night quadratic in the district's size.
-        parts = [read_frame(conn, select(usage_activity.c.year_start, usage_activity.c.student_id,
-                                         usage_activity.c.days)
-                            .where(usage_activity.c.district_id == district_id, usage_activity.c.year_start.in_(years),
-                                   usage_activity.c.student_id.in_(students[first:first + _READ_BATCH])))
-                 for first in range(0, len(students), _READ_BATCH)]
+        # Only these students' bitmaps: reading the district's every bitmap for each batch of
+        # a file made a night quadratic in the district's size. Many students (a night names
+        # ~115,000 of a million) are joined from a temporary table in one query: IN lists of
+        # 2,000 ids took 58% of a 1M-student night's ingest (py-spy, 16.6 s).
+        bitmaps = select(usage_activity.c.year_start, usage_activity.c.student_id, usage_activity.c.days).where(
+            usage_activity.c.district_id == district_id, usage_activity.c.year_start.in_(years))
+        if len(students) > _READ_BATCH:
+            named = changes.students_table(conn, "rollup_students", pd.Series(students, dtype="string"))
+            parts = [read_frame(conn, bitmaps.join_from(usage_activity, named,
+                                                        named.c.student_id == usage_activity.c.student_id))]
+            named.drop(conn)
+        else:
+            parts = [read_frame(conn, bitmaps.where(usage_activity.c.student_id.in_(students)))]
         parts = [part for part in parts if len(part)]
         old = pd.concat(parts, ignore_index=True) if parts else _no_bitmaps()
         old = old.assign(year_start=pd.to_datetime(old["year_start"]).astype("datetime64[s]"),

@@ -2,9 +2,11 @@
 `usage` when the rollups cannot answer; on SQLite and PostgreSQL."""
 from datetime import date
 
+import pytest
 from sqlalchemy import delete, select, update
 
 import config
+from jobs import rollup
 from runner.cycle import run_cycle
 from models import dataframe_table, usage_rollup_state
 
@@ -40,7 +42,11 @@ def same_as_from_usage(engine, landing, as_of=date(2026, 10, 1)):
     return night.details["from"].split(",")[0], table
 
 
-def test_nights_read_the_rollups_and_agree_with_a_rebuild(engine, tmp_path):
+@pytest.mark.parametrize("batch", [2_000, 1], ids=["ids-listed", "ids-joined"])
+def test_nights_read_the_rollups_and_agree_with_a_rebuild(engine, tmp_path, monkeypatch, batch):
+    """(With a batch of 1, every file's students' bitmaps are read through a joined
+    temporary table, as a night naming thousands of students reads them.)"""
+    monkeypatch.setattr(rollup, "_READ_BATCH", batch)
     folder = tmp_path / "alpha"
     folder.mkdir()
     (folder / "usage_1.csv").write_text(HEADER + "".join(
