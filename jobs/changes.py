@@ -60,17 +60,10 @@ def latest_file(conn, district_id: str) -> int:
 def since(conn, district_id: str, mark: int) -> tuple[pd.Series | None, str]:
     """The students named by the files loaded after `mark`, or None (and why) when a file
     loaded since was not recorded, so only a full run is right."""
-    later = (ingested_files.c.district_id == district_id) & (ingested_files.c.file_id > mark) \
-        & ingested_files.c.status.not_in(_WROTE_NOTHING)
-    unrecorded = conn.execute(
-        select(ingested_files.c.path).where(later, ~exists().where(
-            changes_logged.c.district_id == district_id, changes_logged.c.file_id == ingested_files.c.file_id))
-        .order_by(ingested_files.c.file_id).limit(1)).scalar()
+    unrecorded = _first_unrecorded(conn, district_id, mark)
     if unrecorded is not None:
         return None, f"{unrecorded} was loaded since the last publish and is not a usage file it can follow"
-    frame = read_frame(conn, select(changed_students.c.student_id).where(
-        changed_students.c.district_id == district_id, changed_students.c.file_id > mark).distinct())
-    return frame["student_id"].astype("string"), ""
+    return _named(conn, district_id, changed_students.c.file_id > mark), ""
 
 
 def dated_since(conn, district_id: str, mark: int, before: date) -> tuple[pd.Series | None, str]:
@@ -79,22 +72,34 @@ def dated_since(conn, district_id: str, mark: int, before: date) -> tuple[pd.Ser
     known). None, and why, when a file loaded since may have written rows it does
     not follow: any file but a recorded usage file or a file of assessments, forecasts or
     averages (whose rows carry their own file_id and date, for the caller to read)."""
-    later = (ingested_files.c.district_id == district_id) & (ingested_files.c.file_id > mark) \
-        & ingested_files.c.status.not_in(_WROTE_NOTHING)
-    logged = exists().where(changes_logged.c.district_id == district_id,
-                            changes_logged.c.file_id == ingested_files.c.file_id)
-    unfollowed = conn.execute(
-        select(ingested_files.c.path).where(later, ~logged, or_(ingested_files.c.kind.is_(None),
-                                                                ingested_files.c.kind.not_in(_OWN_FILE_IDS)))
-        .order_by(ingested_files.c.file_id).limit(1)).scalar()
+    unfollowed = _first_unrecorded(conn, district_id, mark, followed_kinds=_OWN_FILE_IDS)
     if unfollowed is not None:
         return None, f"{unfollowed} was loaded since and is not a file whose rows it can follow"
     early = select(changes_logged.c.file_id).where(
         changes_logged.c.district_id == district_id, changes_logged.c.file_id > mark,
         or_(changes_logged.c.first_date.is_(None), changes_logged.c.first_date < before))
+    return _named(conn, district_id, changed_students.c.file_id.in_(early)), ""
+
+
+def _first_unrecorded(conn, district_id: str, mark: int, followed_kinds: tuple[str, ...] = ()) -> str | None:
+    """The path of the first file loaded after `mark` that may have written rows and was not
+    recorded, other than files of `followed_kinds` (None: there is none)."""
+    later = [ingested_files.c.district_id == district_id, ingested_files.c.file_id > mark,
+             ingested_files.c.status.not_in(_WROTE_NOTHING),
+             ~exists().where(changes_logged.c.district_id == district_id,
+                             changes_logged.c.file_id == ingested_files.c.file_id)]
+    if followed_kinds:
+        later.append(or_(ingested_files.c.kind.is_(None), ingested_files.c.kind.not_in(followed_kinds)))
+    return conn.execute(select(ingested_files.c.path).where(*later)
+                        .order_by(ingested_files.c.file_id).limit(1)).scalar()
+
+
+def _named(conn, district_id: str, files) -> pd.Series:
+    """The students named by the recorded files that `files` (a condition on
+    changed_students.file_id) selects, each once."""
     frame = read_frame(conn, select(changed_students.c.student_id).where(
-        changed_students.c.district_id == district_id, changed_students.c.file_id.in_(early)).distinct())
-    return frame["student_id"].astype("string"), ""
+        changed_students.c.district_id == district_id, files).distinct())
+    return frame["student_id"].astype("string")
 
 
 def forget_followed(conn, district_id: str) -> None:

@@ -25,7 +25,7 @@ from analytics.school_year import school_year_containing
 from config import District
 from storage.ddl import existing_columns
 from storage.database import code_point_order, snapshot
-from storage.frames import bulk_insert, insert_missing, read_frame, read_frames, replace_district_rows
+from storage.frames import insert_missing, read_frame, read_frames, replace_district_rows
 from jobs import changes
 from jobs.job import SKIPPED, JobContext, JobResult, checkpoint, plural
 from jobs.most_used import NotPublished
@@ -272,8 +272,7 @@ def _run(engine, district: District, ctx: JobContext, *, year, digest: str, why:
                                          stamp={})
         conn.execute(delete(recommend_state).where(recommend_state.c.district_id == district.id))
         conn.execute(recommend_state.insert().values(**state))
-        conn.execute(delete(recommend_peers).where(recommend_peers.c.district_id == district.id))
-        bulk_insert(conn, recommend_peers, peers)
+        replace_district_rows(conn, recommend_peers, district.id, peers, stamp={})
         _scored(conn, district, ctx.as_of, mark)
         checkpoint("recommendations.written")
     result = JobResult(rows_in=n, rows_out=written)
@@ -368,7 +367,7 @@ def _scope(conn, district: District, table, year, as_of: date, stored: dict) -> 
     last = stored["scored_as_of"]
     if last > as_of:
         return None, f"the as-of day is before the last scoring's ({last})"
-    state = conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
+    state = _table_settings(conn, district)
     if state is None or state != stored["table_settings"]:
         return None, f"{table.name} was published with other settings (bands) since the last scoring"
     if _published_students(conn, district) != stored["scored_students"]:
@@ -381,6 +380,12 @@ def _scope(conn, district: District, table, year, as_of: date, stored: dict) -> 
         or_(assessments.c.file_id > stored["scored_mark"], assessments.c.date > last)).distinct())
     return (pd.concat([named, assessed["student_id"].astype("string")], ignore_index=True)
             .drop_duplicates().sort_values(ignore_index=True)), ""
+
+
+def _table_settings(conn, district: District) -> str | None:
+    """dailypull_state.settings: the digest of the bands (and apps, school year) behind the
+    published table's `performance`."""
+    return conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
 
 
 def _published_students(conn, district: District) -> int:
@@ -458,9 +463,8 @@ def _move_period(conn, district: District, ctx: JobContext) -> int:
 def _scored(conn, district: District, as_of: date, mark: int) -> None:
     """What the published rows were scored from, for the next night's scope; and the change
     log, which this job follows too, forgotten up to every follower's mark."""
-    state = conn.execute(select(dailypull_state.c.settings).where(dailypull_state.c.district_id == district.id)).scalar()
     conn.execute(update(recommend_state).where(recommend_state.c.district_id == district.id)
-                 .values(scored_as_of=as_of, scored_mark=mark, table_settings=state,
+                 .values(scored_as_of=as_of, scored_mark=mark, table_settings=_table_settings(conn, district),
                          scored_students=_published_students(conn, district)))
     changes.forget_followed(conn, district.id)
 
